@@ -1,0 +1,86 @@
+"""Writing files so that a failure never leaves half an output behind.
+
+Every output goes to a temporary file in the destination's directory and is
+renamed over the destination only once it is complete (`os.replace` is atomic
+on POSIX within one file system).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it to `path` on success."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[Any]:
+    """`open` that writes to a temporary file and renames it into place at the end."""
+    if "b" not in mode:
+        kwargs.setdefault("encoding", "utf-8")
+    with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as handle:
+        yield handle
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """Write `data` as indented JSON, atomically."""
+    with atomic_open(path) as handle:
+        json.dump(data, handle, indent=1, ensure_ascii=False)
+        handle.write("\n")
+
+
+def write_jsonl(path: str | os.PathLike, records: list[dict]) -> None:
+    """Write one JSON object per line, atomically."""
+    with atomic_open(path) as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def read_records(path: str | os.PathLike) -> list[dict]:
+    """Read a `.jsonl` file (one object a line) or a `.json` array of objects.
+
+    Raises `UserError` naming the file and line when the content is not JSON.
+    """
+    from riskdpo.errors import UserError
+
+    source = Path(path)
+    if not source.exists():
+        raise UserError(f"{source}: no such file")
+    text = source.read_text(encoding="utf-8")
+    if source.suffix == ".jsonl":
+        records = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise UserError(f"{source}, line {number}: not JSON ({error.msg})") from None
+    else:
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise UserError(f"{source}, line {error.lineno}: not JSON ({error.msg})") from None
+        if not isinstance(records, list):
+            raise UserError(f"{source}: expected a JSON array of objects")
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise UserError(f"{source}, record {index + 1}: expected a JSON object")
+    return records
