@@ -42,9 +42,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from riskdpo.commands import data, demo, evaluate, training
+    from riskdpo.commands import data, demo, evaluate, generate, pairs, report, training
 
-    for module in (data, training, evaluate, demo):
+    for module in (data, pairs, generate, training, evaluate, report, demo):
         for command in module.COMMANDS:
             main.add_command(command)
 
