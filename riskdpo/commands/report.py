@@ -1,3 +1,29 @@
-"""Commands of this stage (filled in as the stage lands)."""
+"""`riskdpo report`: PNG figures of a training run and of evaluations."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import click
+
+
+@click.command("report")
+@click.argument("output_dir", type=click.Path(file_okay=False))
+@click.option("--eval", "eval_reports", multiple=True, type=click.Path(dir_okay=False), help="An eval-choices report .json; repeat in order (before, after) to compare.")
+@click.option("-o", "--out-dir", type=click.Path(file_okay=False), default=None, help="Folder for the figures [default: OUTPUT_DIR/figures].")
+def report(output_dir: str, eval_reports: tuple[str, ...], out_dir: str | None) -> None:
+    """Plot a training run's curves, and evaluations before and after.
+
+    Reads OUTPUT_DIR/metrics.jsonl (and run.json for beta) and writes loss,
+    reward accuracy, reward margins and reward-vs-divergence PNGs, train and
+    validation on the same axes; with --eval, the risk-averse rate of every
+    model with its 95% interval, overall and per stratum. Prints the paths and
+    the last logged metrics.
+    """
+    from riskdpo.report import metrics_table, write_report
+
+    paths, log = write_report(output_dir, list(eval_reports), out_dir)
+    for path in paths:
+        click.echo(f"wrote {path}")
+    click.echo(metrics_table(log))
+
+
+COMMANDS = [report]
