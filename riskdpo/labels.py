@@ -46,22 +46,32 @@ def _label_sequence(first: str, count: int) -> list[str]:
 def find_option_lines(prompt: str) -> list[tuple[str, str]]:
     """Find the option lines of a prompt, in prompt order.
 
-    Returns ``[(label_as_written, canonical_label), ...]``. An option line starts
+    Returns ``[(label_as_written, canonical_label), ...]``; see
+    `find_option_texts` for the rules.
+    """
+    return [(written, canonical) for written, canonical, _ in find_option_texts(prompt)]
+
+
+def find_option_texts(prompt: str) -> list[tuple[str, str, str]]:
+    """Find the option lines of a prompt with their text, in prompt order.
+
+    Returns ``[(label_as_written, canonical_label, text_after_label), ...]``,
+    the text being the lottery the option offers. An option line starts
     with a label in any of the styles above and offers money (contains ``$``).
     The options are the longest run of consecutive such lines whose labels count
     up from ``a`` or ``1`` (or ``0``); a scenario sentence such as "A farmer has
     $5" cannot start such a run on its own because its successor would have to be
     labelled "b".
     """
-    candidates: list[tuple[str, str] | None] = []
+    candidates: list[tuple[str, str, str] | None] = []
     for line in prompt.splitlines():
         match = _OPTION_LINE.match(line)
         if match and "$" in match.group("rest"):
-            candidates.append((match.group("written"), canonical_label(match.group("label"))))
+            candidates.append((match.group("written"), canonical_label(match.group("label")), match.group("rest")))
         else:
             candidates.append(None)
 
-    best: list[tuple[str, str]] = []
+    best: list[tuple[str, str, str]] = []
     for start, candidate in enumerate(candidates):
         if candidate is None or candidate[1] not in ("a", "1", "0"):
             continue

@@ -98,11 +98,12 @@ def parse_amount(text: object) -> float:
     Raises ValueError for text that is not a number.
     """
     if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return float(text)
-    cleaned = re.sub(r"[\s,$]", "", str(text))
-    if cleaned in ("", "-", "+"):
-        raise ValueError(f"not a number: {text!r}")
-    value = float(cleaned)
+        value = float(text)
+    else:
+        cleaned = re.sub(r"[\s,$]", "", str(text))
+        if cleaned in ("", "-", "+"):
+            raise ValueError(f"not a number: {text!r}")
+        value = float(cleaned)
     if math.isnan(value) or math.isinf(value):
         raise ValueError(f"not a finite number: {text!r}")
     return value
