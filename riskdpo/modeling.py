@@ -50,11 +50,21 @@ def torch_dtype(precision: str):
     return getattr(torch, _DTYPES[precision])
 
 
+#: Files one of which a local model directory needs to hold a tokenizer.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
+
+
 def load_tokenizer(name: str, *, trust_remote_code: bool = False) -> Any:
-    """Load a tokenizer; give it a pad token (EOS) when it has none."""
+    """Load a tokenizer; give it a pad token (EOS) when it has none.
+
+    A local directory without tokenizer files is an error here: transformers
+    would otherwise hand back an empty tokenizer that encodes every text as [].
+    """
     from transformers import AutoTokenizer
 
     path = resolve_model(name)
+    if Path(path).is_dir() and not any((Path(path) / file).exists() for file in TOKENIZER_FILES):
+        raise UserError(f"{name}: the model directory has no tokenizer files ({', '.join(TOKENIZER_FILES[:2])}, ...)")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:

@@ -1,3 +1,87 @@
-"""Commands of this stage (filled in as the stage lands)."""
+"""`riskdpo eval-choices`: score how often models pick the risk-averse option.
 
-COMMANDS: list = []
+Option values are checked by the library (`riskdpo.evaluate.EvalOptions`,
+`model_format`, `resolve_precision`), so a bad value gives one `error:` line
+and exit status 2 like every user error.
+"""
+
+from __future__ import annotations
+
+import click
+
+from riskdpo.alpha import DEFAULT_BOOTSTRAP
+from riskdpo.config import config_option
+
+
+@click.command("eval-choices")
+@config_option
+@click.option("--model", multiple=True, required=True,
+              help="Model directory, hub id or short name; repeat to compare (the first is the baseline).")
+@click.option("--situations", required=True, type=click.Path(dir_okay=False),
+              help="situations.json, or a spreadsheet (.xlsx/.csv) converted on the fly.")
+@click.option("--sheet", multiple=True, help="Workbook sheet to read (repeatable; default: every sheet with situations).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Report .json; the per-situation .csv and the .png figure go beside it.")
+@click.option("--mode", default="logprob", show_default=True,
+              help="logprob: the most probable label; generate: a generated answer, parsed.")
+@click.option("--sample", type=int, default=None, help="Score a seeded random sample of N situations.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --sample, of sampling and of the bootstrap.")
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Situations per forward pass.")
+@click.option("--max-new-tokens", type=int, default=32, show_default=True, help="generate: the longest answer.")
+@click.option("--temperature", type=float, default=0.0, show_default=True, help="generate: 0 is greedy, above 0 samples.")
+@click.option("--chat-template/--no-chat-template", default=None,
+              help="Wrap prompts in the tokenizer's chat template [default: the run's run.json, else on].")
+@click.option("--system", default=None, help="System message [default: the run's run.json].")
+@click.option("--instruction", default=None, help="Replace the prompts' closing instruction [default: the run's run.json].")
+@click.option("--response", default=None,
+              help="How a completion writes a label: label or as-written [default: the run's run.json, else label].")
+@click.option("--precision", default="auto", show_default=True, help="auto, bf16, fp16 or fp32 (auto: bf16 on a GPU that has it).")
+@click.option("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, show_default=True,
+              help="Bootstrap replicates of the implied-alpha interval.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+def eval_choices(**params) -> None:
+    """Score how often each model picks the risk-averse option.
+
+    Writes OUTPUT (JSON: counts, rates and Wilson intervals per category, the
+    implied CARA alpha, strata, paired comparisons with the first model), a
+    per-situation CSV and a PNG figure beside it, and prints a table. Runs
+    sharded over processes under `accelerate launch --num_processes N` (on
+    CPUs add --multi_gpu, which then starts gloo processes); only the main
+    process writes.
+    """
+    from riskdpo.eval_report import format_table, output_paths, write_evaluation
+    from riskdpo.evaluate import (
+        EvalOptions,
+        FormatOverrides,
+        evaluate_choices,
+        process_state,
+        read_eval_situations,
+        select_situations,
+    )
+
+    output_paths(params["output"])
+    options = EvalOptions(
+        mode=params["mode"],
+        batch_size=params["batch_size"],
+        max_new_tokens=params["max_new_tokens"],
+        temperature=params["temperature"],
+        seed=params["seed"],
+        precision=params["precision"],
+        bootstrap=params["bootstrap"],
+        progress=params["progress"],
+    )
+    overrides = FormatOverrides(params["chat_template"], params["system"], params["instruction"], params["response"])
+    situations, selection = select_situations(
+        read_eval_situations(params["situations"], params["sheet"]), params["sample"], params["seed"]
+    )
+    config = {key: list(value) if isinstance(value, tuple) else value for key, value in params.items()}
+    evaluation = evaluate_choices(
+        params["model"], situations, options=options, overrides=overrides, selection=selection, config=config
+    )
+    if process_state().is_main_process:
+        paths = write_evaluation(evaluation, params["output"])
+        click.echo(format_table(evaluation.report))
+        click.echo("wrote " + ", ".join(str(path) for path in paths))
+
+
+COMMANDS = [eval_choices]
