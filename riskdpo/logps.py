@@ -142,6 +142,11 @@ def _concatenated_logits(model: Any, batch: CompletionBatch) -> torch.Tensor:
 
 def _is_checkpointing(model: Any) -> bool:
     """Whether activation (gradient) checkpointing is on, across transformers versions."""
+    from torch.distributed.fsdp import FullyShardedDataParallel
+    from torch.nn.parallel import DistributedDataParallel
+
+    if isinstance(model, (DistributedDataParallel, FullyShardedDataParallel)):
+        model = model.module  # the wrappers do not pass attributes through
     for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):
         if hasattr(type(model), name) or hasattr(model, name):
             return bool(getattr(model, name))
