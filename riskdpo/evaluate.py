@@ -29,7 +29,7 @@ import random
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from riskdpo import __version__
 from riskdpo.alpha import DEFAULT_BOOTSTRAP, fit_alpha, utility_table
@@ -131,6 +131,7 @@ class Evaluation:
 
     report: dict[str, Any]
     rows: list[dict[str, Any]] = field(default_factory=list)
+    records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- inputs
@@ -318,21 +319,27 @@ def evaluate_choices(
     overrides: FormatOverrides = FormatOverrides(),
     selection: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
+    scored: Mapping[str, list[dict]] | None = None,
 ) -> Evaluation:
     """Score every model on the same situations and build the report and CSV rows.
 
     `selection` is what `select_situations` says it left out; `config` the
-    effective options; both are recorded in the report.
+    effective options; both are recorded in the report. `scored` maps model
+    names to records of an earlier `Evaluation.records` made with the same
+    situations, options and format (a base model scored before training), which
+    are reused instead of scoring that model again.
     """
     if not models:
         raise UserError("give at least one --model")
     if len(set(models)) < len(models):
         raise UserError("the same --model is given twice")
     formats = [model_format(name, overrides) for name in models]
-    records = [_score_everywhere(name, situations, fmt, options) for name, fmt in zip(models, formats)]
+    scored = scored or {}
+    records = [scored.get(name) or _score_everywhere(name, situations, fmt, options) for name, fmt in zip(models, formats)]
     selection = selection or {"total": len(situations), "skipped": {}, "sample": None, "selected": len(situations)}
     evaluation = build_report(models, formats, situations, records, options, selection, config or {})
     evaluation.report["processes"] = process_state().num_processes
+    evaluation.records = dict(zip(models, records))
     return evaluation
 
 

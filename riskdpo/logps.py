@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 
 Group = tuple[list[int], list[list[int]]]
 

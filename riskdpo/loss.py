@@ -13,8 +13,10 @@ r_c > r_r (h > 0).
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported when the loss is computed, so the CLI starts fast
+    import torch
 
 #: Loss names accepted by `dpo_loss`, as the CLI offers them.
 LOSS_TYPES = ("sigmoid", "ipo", "hinge", "robust")
@@ -45,6 +47,9 @@ def dpo_loss(
     summed log-probs divided by each completion's token count (the training loop
     does so for `loss_type="ipo"`); this function does not know token counts.
     """
+    import torch
+    import torch.nn.functional as F
+
     if beta <= 0:
         raise ValueError(f"beta must be positive, got {beta}")
     if loss_type not in LOSS_TYPES:

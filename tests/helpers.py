@@ -15,12 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-# The training tests run tiny models on machines whose few cores are shared:
-# more than one thread per process only spins (ten times slower), and one
-# thread also keeps in-process runs comparable with the subprocesses below.
-torch.set_num_threads(1)
+# One thread per process, as tests/conftest.py sets for the test process itself.
 SUBPROCESS_ENV = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
 
 #: (scenario, safer option, riskier option, label style), written by hand.

@@ -48,6 +48,11 @@ def eval_choices(**params) -> None:
     sharded over processes under `accelerate launch --num_processes N` (on
     CPUs add --multi_gpu, which then starts gloo processes); only the main
     process writes.
+
+    \b
+    Examples:
+      riskdpo eval-choices --model results-risk-averse/final-model --model microsoft/phi-2 --situations held_out.json -o report.json
+      riskdpo eval-choices --model smollm2-135m --situations data/sample.xlsx --sheet test_high --mode generate -o gen.json
     """
     from riskdpo.eval_report import format_table, output_paths, write_evaluation
     from riskdpo.evaluate import (

@@ -36,6 +36,11 @@ def generate(config, output, count, stakes, seed, framing, keep, include_agreeme
     \b
       riskdpo generate -o data.xlsx --sheet train --situations 240 --seed 1
       riskdpo generate -o data.xlsx --append --sheet test_high --stakes high --seed 2
+
+    \b
+    Examples:
+      riskdpo generate -o my.xlsx --sheet train --stakes low --situations 1000 --seed 1
+      riskdpo generate -o my.xlsx --append --sheet test_high --stakes high --situations 200 --seed 2
     """
     spec = GenerateSpec(
         situations=count, stakes=stakes, seed=seed, framing=framing,

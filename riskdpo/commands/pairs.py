@@ -45,6 +45,11 @@ def make_pairs(config, situations_path, output, policy, sample_size, seed, sheet
     share no label with the risk-averse best; ties take the first option in
     prompt order. With --val-fraction, validation pairs come from situations
     the training pairs never use.
+
+    \b
+    Examples:
+      riskdpo make-pairs situations.json --sheet train -o pairs.jsonl --val-fraction 0.1
+      riskdpo make-pairs situations.json --rejected bucket --instruction "Output the label of your chosen option only." -o pairs.jsonl
     """
     train_path, val_path = output_paths(output, val_fraction, val_output)
     situations = load_situations(situations_path)

@@ -17,6 +17,10 @@ def report(output_dir: str, eval_reports: tuple[str, ...], out_dir: str | None) 
     validation on the same axes; with --eval, the risk-averse rate of every
     model with its 95% interval, overall and per stratum. Prints the paths and
     the last logged metrics.
+
+    \b
+    Example:
+      riskdpo report results-risk-averse --eval before.json --eval after.json
     """
     from riskdpo.report import metrics_table, write_report
 

@@ -75,6 +75,12 @@ def train(config, **options):
     Several GPUs (DDP):  accelerate launch --multi_gpu --num_processes N -m riskdpo.cli train ...
     FSDP:                accelerate launch --config_file configs/fsdp.yaml -m riskdpo.cli train ...
     CPU processes:       torchrun --nproc_per_node N -m riskdpo.cli train ...
+
+    \b
+    Examples:
+      riskdpo train --dataset pairs.jsonl --output-dir results-risk-averse --val pairs_val.jsonl
+      riskdpo train --dataset pairs.jsonl --output-dir run --model smollm2-135m --epochs 2 --lr 5e-4
+      accelerate launch --num_processes 4 -m riskdpo.cli train --dataset pairs.jsonl --output-dir run
     """
     from riskdpo.train import TrainConfig
     from riskdpo.train import train as run_training
@@ -90,7 +96,12 @@ def train(config, **options):
               help="situations.json whose prompts and labels train the tokenizer.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights.")
 def tiny_model(out_dir, situations_path, seed):
-    """Build a tiny random phi model with a tokenizer for these situations (tests, smoke runs)."""
+    """Build a tiny random phi model with a tokenizer for these situations (tests, smoke runs).
+
+    \b
+    Example:
+      riskdpo tiny-model tiny --situations situations.json
+    """
     from riskdpo.situations import load_situations
     from riskdpo.tiny import build_tiny_model
 
