@@ -36,6 +36,9 @@ from riskdpo.config import config_option
 @click.option("--response", default=None,
               help="How a completion writes a label: label or as-written [default: the run's run.json, else label].")
 @click.option("--precision", default="auto", show_default=True, help="auto, bf16, fp16 or fp32 (auto: bf16 on a GPU that has it).")
+@click.option("--shuffle-options", is_flag=True,
+              help="Move the lotteries between option lines (seeded by --seed), so a label preference cannot pass "
+              "for risk aversion.")
 @click.option("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, show_default=True,
               help="Bootstrap replicates of the implied-alpha interval.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
@@ -79,6 +82,10 @@ def eval_choices(**params) -> None:
     situations, selection = select_situations(
         read_eval_situations(params["situations"], params["sheet"]), params["sample"], params["seed"]
     )
+    if params["shuffle_options"]:
+        from riskdpo.shuffle import shuffle_all
+
+        situations = shuffle_all(situations, params["seed"])
     config = {key: list(value) if isinstance(value, tuple) else value for key, value in params.items()}
     evaluation = evaluate_choices(
         params["model"], situations, options=options, overrides=overrides, selection=selection, config=config
