@@ -34,7 +34,10 @@ product of the per-situation log-likelihoods with the weights.
 
 Verdict against the risk-averse target alpha = 0.01: "below" when the
 interval lies entirely below it, "above" when entirely above, "near" when it
-contains it. An estimate on the first or last grid point is flagged
+contains it and stays within a factor `NEAR_FACTOR` = 10 of it (so it excludes
+both a nearly risk-neutral chooser and the alpha = 0.10 "too risk-averse"
+agent), and "undetermined" when it contains it but is wider than that: too
+few or too noisy choices to say. An estimate on the first or last grid point is flagged
 (`at_grid_edge`): a risk-neutral or risk-seeking model lands on the lower edge.
 """
 
@@ -49,6 +52,9 @@ import numpy as np
 from riskdpo.situations import Situation
 from riskdpo.utility import RISK_AVERSE_ALPHA, certainty_equivalent
 from riskdpo.verify import has_lotteries
+
+#: "near" 0.01 means an interval within this factor of it on both sides.
+NEAR_FACTOR = 10.0
 
 #: CARA coefficients tried: 1e-5 .. 10, twelve per decade.
 ALPHA_GRID = np.logspace(-5, 1, 73)
@@ -140,6 +146,17 @@ def utility_table(situations: Sequence[Situation], grid: np.ndarray = ALPHA_GRID
     )
 
 
+def alpha_verdict(low: float, high: float) -> str:
+    """below / above / near / undetermined: where the interval [low, high] lies against alpha = 0.01."""
+    if high < RISK_AVERSE_ALPHA:
+        return "below"
+    if low > RISK_AVERSE_ALPHA:
+        return "above"
+    if RISK_AVERSE_ALPHA / NEAR_FACTOR <= low and high <= RISK_AVERSE_ALPHA * NEAR_FACTOR:
+        return "near"
+    return "undetermined"
+
+
 def fit_alpha(
     table: UtilityTable,
     choices: Sequence[str | None],
@@ -184,7 +201,7 @@ def fit_alpha(
     if bootstrap:
         low, high = np.exp(np.percentile(log_alphas[1:], [2.5, 97.5]))
         interval = [float(low), float(high)]
-        verdict = "below" if high < RISK_AVERSE_ALPHA else "above" if low > RISK_AVERSE_ALPHA else "near"
+        verdict = alpha_verdict(low, high)
     options = np.isfinite(utilities[0]).sum(axis=1)
     return AlphaFit(
         estimate=estimate,

@@ -176,9 +176,9 @@ def headline(result: DemoResult) -> str:
         "",
         "What this small run can show: whether a short LoRA DPO run on low-stakes pairs moves a model's",
         f"choices on situations it never saw. With {base['n']} held-out situations a rate is known to about",
-        f"+-{0.98 / math.sqrt(base['n']):.2f}, so only a large shift stands out from noise; the per-stakes and",
-        "per-framing strata in eval.json are smaller still. It says nothing about larger models or longer",
-        "training.",
+        f"+-{0.98 / math.sqrt(base['n']):.2f}, so only a large shift stands out from noise, and the per-stakes",
+        "and per-framing strata in eval.json are smaller still. Nor can it tell risk aversion from a learned",
+        "label preference (eval-choices --shuffle-options can), or say anything of larger models or runs.",
         "",
         f"Outputs in {result.out_dir} ({result.seconds / 60:.1f} min):",
     ]

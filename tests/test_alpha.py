@@ -118,3 +118,13 @@ def test_no_lotteries_gives_a_reason():
     fit = fit_alpha(utility_table(bare), ["a"])
     assert fit.estimate is None and fit.interval is None
     assert "lotteries" in fit.reason
+
+
+def test_verdict_is_undetermined_when_the_interval_reaches_far_past_a_factor_of_ten():
+    from riskdpo.alpha import alpha_verdict
+
+    assert alpha_verdict(0.002, 0.05) == "near"
+    assert alpha_verdict(1e-5, 10.0) == "undetermined"
+    assert alpha_verdict(0.005, 0.2) == "undetermined"  # includes the alpha = 0.10 agent
+    assert alpha_verdict(1e-5, 0.009) == "below"
+    assert alpha_verdict(0.011, 10.0) == "above"

@@ -83,3 +83,20 @@ def test_demo_without_held_out_sheets_is_one_line_error(tmp_path):
     assert result.exit_code == 2
     assert "no held-out sheets" in result.output and len(result.output.strip().splitlines())
     assert result.output.strip().splitlines()[-1].startswith("error: ")
+
+
+@pytest.mark.slow
+def test_short_demo_on_the_bundled_smollm2(tmp_path):
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--train-situations", "8", "--held-out", "12", "--epochs", "1"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "eval.json").read_text())
+    base, tuned = report["models"]
+    assert base["n"] == tuned["n"] == 12
+    # a real model with a chat template: prompts were formatted with it, and the adapter changed the model
+    assert "<|im_start|>" in (out / "run" / "final-model" / "chat_template.jinja").read_text()
+    assert base["prompt_format"]["chat_template"] is True
+    assert base["mean_risk_averse_prob"] != tuned["mean_risk_averse_prob"]
+    metrics = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert metrics and all(line["loss"] == line["loss"] for line in metrics)  # finite, logged
