@@ -42,6 +42,7 @@ from riskdpo.choices import (
     logprob_choices,
 )
 from riskdpo.errors import UserError
+from riskdpo.fileio import read_json
 from riskdpo.labels import label_style
 from riskdpo.prompting import PromptFormat, render_prompt
 from riskdpo.situations import Situation, load_situations
@@ -200,13 +201,7 @@ def read_run_json(model: str) -> tuple[dict[str, Any], Path] | None:
         return None
     for candidate in (directory / "run.json", directory.parent / "run.json"):
         if candidate.is_file():
-            try:
-                data = json.loads(candidate.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as error:
-                raise UserError(f"{candidate}, line {error.lineno}: not JSON ({error.msg})") from None
-            if not isinstance(data, dict):
-                raise UserError(f"{candidate}: expected a JSON object")
-            return data, candidate
+            return read_json(candidate, dict, "a JSON object"), candidate
     return None
 
 

@@ -84,6 +84,28 @@ def write_jsonl(path: str | os.PathLike, records: list[dict]) -> None:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
+def read_json(path: str | os.PathLike, expect: type = object, what: str = "JSON") -> Any:
+    """Parse a JSON file; a `UserError` naming the file (and line) when it cannot.
+
+    `expect` (list or dict) is the type the top level must have; `what` names
+    the content in that error ("a JSON array of situations").
+    """
+    from riskdpo.errors import UserError
+
+    source = Path(path)
+    if not source.is_file():
+        raise UserError(f"{source}: no such file")
+    try:
+        data = json.loads(source.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"{source}: not UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        raise UserError(f"{source}, line {error.lineno}: not JSON ({error.msg})") from None
+    if not isinstance(data, expect):
+        raise UserError(f"{source}: expected {what}")
+    return data
+
+
 def read_records(path: str | os.PathLike) -> list[dict]:
     """Read a `.jsonl` file (one object a line) or a `.json` array of objects.
 
@@ -92,25 +114,19 @@ def read_records(path: str | os.PathLike) -> list[dict]:
     from riskdpo.errors import UserError
 
     source = Path(path)
-    if not source.exists():
+    if source.suffix != ".jsonl":
+        records = read_json(source, list, "a JSON array of objects")
+    elif not source.is_file():
         raise UserError(f"{source}: no such file")
-    text = source.read_text(encoding="utf-8")
-    if source.suffix == ".jsonl":
+    else:
         records = []
-        for number, line in enumerate(text.splitlines(), start=1):
+        for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), start=1):
             if not line.strip():
                 continue
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError as error:
                 raise UserError(f"{source}, line {number}: not JSON ({error.msg})") from None
-    else:
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise UserError(f"{source}, line {error.lineno}: not JSON ({error.msg})") from None
-        if not isinstance(records, list):
-            raise UserError(f"{source}: expected a JSON array of objects")
     for index, record in enumerate(records):
         if not isinstance(record, dict):
             raise UserError(f"{source}, record {index + 1}: expected a JSON object")

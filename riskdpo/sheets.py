@@ -19,7 +19,6 @@ object per value; the only per-cell Python work is the emptiness check.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import zipfile
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import Any, Iterable, Sequence
 from xml.etree.ElementTree import ParseError
 
 from riskdpo.errors import UserError
+from riskdpo.fileio import read_json
 
 #: File types `read_tables` understands, by suffix.
 WORKBOOK_SUFFIXES = (".xlsx", ".xlsm")
@@ -144,14 +144,7 @@ def _csv_table(path: Path) -> Table:
 
 def _json_table(path: Path) -> Table:
     """A .json array of row objects as one table; columns in order of first appearance."""
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8 text") from None
-    except json.JSONDecodeError as error:
-        raise UserError(f"{path}, line {error.lineno}: not JSON ({error.msg})") from None
-    if not isinstance(records, list):
-        raise UserError(f"{path}: expected a JSON array of row objects")
+    records = read_json(path, list, "a JSON array of row objects")
     columns: dict[str, None] = {}
     for position, record in enumerate(records):
         if not isinstance(record, dict):

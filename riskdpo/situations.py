@@ -11,13 +11,12 @@ lacks the column.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from riskdpo.errors import UserError
-from riskdpo.fileio import write_json
+from riskdpo.fileio import read_json, write_json
 
 
 @dataclass(frozen=True)
@@ -84,14 +83,7 @@ def save_situations(situations: list[Situation], path: str | Path) -> None:
 def load_situations(path: str | Path) -> list[Situation]:
     """Read situations.json; a one-line `UserError` when it is not that format."""
     source = Path(path)
-    if not source.exists():
-        raise UserError(f"{source}: no such file")
-    try:
-        data = json.loads(source.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise UserError(f"{source}, line {error.lineno}: not JSON ({error.msg})") from None
-    if not isinstance(data, list):
-        raise UserError(f"{source}: expected a JSON array of situations")
+    data = read_json(source, list, "a JSON array of situations")
     situations = []
     for index, item in enumerate(data):
         try:
