@@ -20,7 +20,7 @@ When the options carry lotteries, `riskdpo.verify` recomputes each agent's
 best options: disagreements with the sheet are warnings, never fatal, because a
 sheet may display rounded prizes while its labels came from exact ones.
 Layout 2 has no numeric columns; its lotteries are read from the option lines
-(`82% probability of $749`, `probability 0.82 of $749`, or the verbal scale).
+(`riskdpo.lotteries.prompt_lottery`).
 """
 
 from __future__ import annotations
@@ -37,9 +37,10 @@ from typing import Any, Sequence
 
 from riskdpo.errors import UserError
 from riskdpo.labels import answer_variants, canonical_label, find_option_texts
+from riskdpo.lotteries import lottery_from_percents, prompt_lottery
 from riskdpo.sheets import WORKBOOK_SUFFIXES, Table, read_tables
 from riskdpo.situations import Option, Situation
-from riskdpo.utility import VERBAL_PROBABILITIES, parse_amount, parse_number_list
+from riskdpo.utility import parse_number_list
 from riskdpo.verify import find_mismatches, missing_label_sets, recompute_label_sets
 
 #: Columns a table of each layout must have.
@@ -73,28 +74,6 @@ FIELD_COLUMNS = {
 }
 #: Meta columns holding TRUE/FALSE, stored as JSON booleans whatever the file type.
 BOOLEAN_COLUMNS = ("use_verbal_probs",)
-#: How far percent probabilities may sum away from 100 (rounding in the sheet).
-PERCENT_TOLERANCE = 1.0
-
-
-def _amount(name: str) -> str:
-    """Pattern of a dollar amount (``$2,430``, ``-$92``, ``$6.75e+17``) captured as group `name`."""
-    return rf"(?P<{name}>-?\s?\$\s?-?[\d,]*\.?\d+(?:[eE][+-]?\d+)?)"
-
-
-_VERBAL = "|".join(
-    re.escape(phrase).replace("'", "['’]") for phrase in sorted(VERBAL_PROBABILITIES, key=len, reverse=True)
-)
-#: One outcome of a lottery as a prompt writes it, in any of DATA.md's three ways.
-_OUTCOME = re.compile(
-    rf"(?P<percent>\d+(?:\.\d+)?)\s*%\s*(?:probability|chance)\s+(?:of|to\s+\w+)\s+{_amount('percent_amount')}"
-    rf"|probability\s+(?:of\s+)?(?P<fraction>\d*\.\d+|[01])\s+(?:of|to\s+\w+)\s+{_amount('fraction_amount')}"
-    rf"|(?P<verbal>{_VERBAL})\s+{_amount('verbal_amount')}",
-    re.IGNORECASE,
-)
-_VERBAL_BY_LOWER = {phrase.lower(): percent for phrase, percent in VERBAL_PROBABILITIES.items()}
-
-
 @dataclass(frozen=True)
 class Finding:
     """Something to tell the user, with where it is (file, sheet, row)."""
@@ -201,53 +180,6 @@ def _number_list(value: Any, column: str, row: int) -> list[float]:
         raise RowProblem(row, f"{column} holds a non-numeric value: {str(value)[:80]!r}") from None
 
 
-def _lottery(prizes: Sequence[float], percents: Sequence[float]) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Prizes and percent probabilities -> (prizes, fractions summing to 1).
-
-    Percents must sum to 100 within `PERCENT_TOLERANCE`; they are divided by
-    their own total so that rounding (e.g. 33 + 33 + 33) still gives fractions
-    that sum to 1. Raises ValueError naming what is wrong.
-    """
-    if len(prizes) != len(percents):
-        raise ValueError(f"{len(prizes)} prizes but {len(percents)} probabilities")
-    if not prizes:
-        raise ValueError("no outcomes")
-    if any(percent < 0 for percent in percents):
-        raise ValueError(f"a negative probability in {list(percents)}")
-    total = sum(percents)
-    if abs(total - 100) > PERCENT_TOLERANCE:
-        raise ValueError(
-            f"probabilities {[round(p, 6) for p in percents]} sum to {total:g}%, not 100% "
-            f"(±{PERCENT_TOLERANCE:g} allowed for rounding)"
-        )
-    return tuple(prizes), tuple(percent / total for percent in percents)
-
-
-def prompt_lottery(text: str) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
-    """The lottery an option line offers, e.g. ``59% probability of -$73,700, 41% probability of $270``.
-
-    Reads percent (``82% probability of $749``), fraction (``probability 0.82
-    of $749``) and verbal (``Likely to give $749`` = 80%) outcomes. None when
-    the line names no outcome or its probabilities do not sum to 100.
-    """
-    prizes, percents = [], []
-    for match in _OUTCOME.finditer(text):
-        if match.group("percent") is not None:
-            percents.append(float(match.group("percent")))
-            amount = match.group("percent_amount")
-        elif match.group("fraction") is not None:
-            percents.append(100 * float(match.group("fraction")))
-            amount = match.group("fraction_amount")
-        else:
-            percents.append(_VERBAL_BY_LOWER[match.group("verbal").lower().replace("’", "'")])
-            amount = match.group("verbal_amount")
-        prizes.append(parse_amount(amount))
-    try:
-        return _lottery(prizes, percents)
-    except ValueError:
-        return None
-
-
 # ---------------------------------------------------------------- shared pieces of a situation
 
 
@@ -344,7 +276,7 @@ def _row_lottery(values: tuple, positions: dict[str, int], row: int):
     prizes = _number_list(prize_cell, "prizes_display", row)
     percents = _number_list(percent_cell, "probs_percent", row)
     try:
-        return _lottery(prizes, percents)
+        return lottery_from_percents(prizes, percents)
     except ValueError as error:
         raise RowProblem(row, f"prizes_display/probs_percent: {error}") from None
 

@@ -9,7 +9,8 @@ from click.testing import CliRunner
 from openpyxl import Workbook
 
 from riskdpo.cli import main
-from riskdpo.convert import prompt_lottery, read_situations, summarize
+from riskdpo.convert import read_situations, summarize
+from riskdpo.lotteries import prompt_lottery
 from riskdpo.situations import load_situations
 
 REPO = Path(__file__).resolve().parent.parent
