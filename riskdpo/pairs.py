@@ -29,7 +29,6 @@ reasoning belongs to, usually ``risk-neutral``.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 from collections import Counter
@@ -41,7 +40,7 @@ from riskdpo.errors import UserError
 from riskdpo.fileio import write_json, write_jsonl
 from riskdpo.labels import answer_variants as default_answer_variants
 from riskdpo.prompting import rewrite_instruction
-from riskdpo.situations import Situation
+from riskdpo.situations import Situation, situation_digest
 
 #: --rejected values -> the rejected agent (None: decided per situation by its bucket).
 POLICIES: dict[str, str | None] = {
@@ -71,9 +70,8 @@ class Eligible:
 
 
 def bucket_coin(seed: int, sheet: str, situation_id: str) -> str:
-    """The rejected agent of a ``both`` situation: a fair coin from sha256(seed, sheet, id)."""
-    digest = hashlib.sha256(f"{seed}\x00{sheet}\x00{situation_id}".encode()).digest()
-    return "risk_neutral" if digest[0] % 2 == 0 else "too_risk_averse"
+    """The rejected agent of a ``both`` situation: a fair coin from `situation_digest`."""
+    return "risk_neutral" if situation_digest(seed, sheet, situation_id)[0] % 2 == 0 else "too_risk_averse"
 
 
 def rejected_agent(situation: Situation, policy: str, seed: int = 0) -> tuple[str | None, str | None]:

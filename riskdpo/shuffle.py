@@ -12,17 +12,16 @@ lotteries; answer variants belong to labels, so they stay.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import random
 
 from riskdpo.labels import find_option_texts
-from riskdpo.situations import Option, Situation
+from riskdpo.situations import Option, Situation, situation_digest
 
 
 def situation_rng(seed: int, situation: Situation) -> random.Random:
     """A generator fixed by the seed and the situation alone (not by its position in a list)."""
-    key = f"{seed}/{situation.sheet}/{situation.situation_id}".encode()
-    return random.Random(int.from_bytes(hashlib.sha256(key).digest()[:8], "big"))
+    digest = situation_digest(seed, situation.sheet, situation.situation_id)
+    return random.Random(int.from_bytes(digest[:8], "big"))
 
 
 def shuffle_options(situation: Situation, rng: random.Random) -> Situation:

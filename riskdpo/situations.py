@@ -11,6 +11,7 @@ lacks the column.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,13 @@ class Situation:
             for o in data.get("options", [])
         ]
         return cls(**values)
+
+
+def situation_digest(seed: int, sheet: str, situation_id: str) -> bytes:
+    """sha256 of (seed, sheet, situation id): the source of a per-situation random draw
+    (the bucket coin, an option shuffle) that depends neither on the situation's
+    position in a list nor on which other situations were sampled."""
+    return hashlib.sha256(f"{seed}/{sheet}/{situation_id}".encode()).digest()
 
 
 def save_situations(situations: list[Situation], path: str | Path) -> None:
