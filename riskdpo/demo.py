@@ -89,7 +89,7 @@ def run_demo(
 
     started = time.perf_counter()
     out = Path(out_dir)
-    size = size or SIZES.get(model, SIZES["smollm2-135m"])
+    size = size or sized(model)
     source = Path(data) if data else default_sample()
     paths = {"situations": out / "situations.json", "pairs": out / "pairs.jsonl", "held_out": out / "held_out.json"}
 
