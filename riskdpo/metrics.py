@@ -6,7 +6,10 @@ learning rate, the gradient norm, epoch, step, and throughput (`TIMING_KEYS`,
 the only values that differ between two runs with the same seed). Validation
 lines carry the same statistics prefixed `val/`, the supervised warm-up's lines
 `sft/`. With a W&B project the same records go to wandb: online where
-credentials exist, otherwise offline (never an interactive login prompt).
+credentials exist, otherwise offline (never an interactive login prompt). A
+resumed training run passes the interrupted run's id, so its records continue
+that W&B run (online; offline, both parts carry the id and `wandb sync` uploads
+them to the one run) instead of starting a second one.
 """
 
 from __future__ import annotations
@@ -133,6 +136,7 @@ class MetricsLog:
         resume: bool,
         wandb_project: str | None = None,
         wandb_dir: str | Path | None = None,
+        wandb_run_id: str | None = None,
         config: dict[str, Any] | None = None,
     ) -> None:
         self.path = Path(path)
@@ -142,7 +146,12 @@ class MetricsLog:
             return
         self.handle = open(self.path, "a" if resume else "w", encoding="utf-8")
         if wandb_project:
-            self.run = _start_wandb(wandb_project, Path(wandb_dir or self.path.parent), config or {})
+            self.run = _start_wandb(wandb_project, Path(wandb_dir or self.path.parent), config or {}, wandb_run_id)
+
+    @property
+    def wandb_run_id(self) -> str | None:
+        """The W&B run's id, for a later resume to continue it; None without W&B."""
+        return None if self.run is None else self.run.id
 
     def log(self, record: dict[str, Any]) -> None:
         if not self.active:
@@ -173,10 +182,11 @@ def wandb_mode() -> str:
     return "online" if wandb_credentials() else "offline"
 
 
-def _start_wandb(project: str, directory: Path, config: dict[str, Any]) -> Any:
-    """A wandb run in `directory` (OUTPUT_DIR/wandb/...), in `wandb_mode()`."""
+def _start_wandb(project: str, directory: Path, config: dict[str, Any], run_id: str | None) -> Any:
+    """A wandb run in `directory` (OUTPUT_DIR/wandb/...), in `wandb_mode()`; with `run_id`, that run continued."""
     import wandb
 
     mode = wandb_mode()
     directory.mkdir(parents=True, exist_ok=True)
-    return wandb.init(project=project, dir=str(directory), config=config, mode=mode, settings=wandb.Settings(silent=True))
+    return wandb.init(project=project, dir=str(directory), config=config, mode=mode, settings=wandb.Settings(silent=True),
+                      id=run_id, resume="allow" if run_id else None)

@@ -57,7 +57,7 @@ from riskdpo.checkpoint import (
     save_trainable_only,
 )
 from riskdpo.errors import UserError
-from riskdpo.fileio import atomic_dir, read_records, write_json
+from riskdpo.fileio import atomic_dir, read_json, read_records, write_json
 from riskdpo.logps import Group, batch_logps, collate, length_grouped_order, tokenize_group
 from riskdpo.lora import (
     adapter_state,
@@ -574,6 +574,14 @@ def _versions() -> dict[str, str]:
     return found
 
 
+def _previous_wandb_run_id(output: Path) -> str | None:
+    """The W&B run id an interrupted run recorded in its run.json, so the resumed run continues it."""
+    try:
+        return read_json(output / "run.json", expect=dict).get("wandb_run_id")
+    except UserError:  # no run.json (killed before writing it) or an unreadable one: a new W&B run
+        return None
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -639,15 +647,18 @@ def train(config: TrainConfig) -> Path:
         "status": "running",
         "timings": timings,
     }
+    interrupted_wandb_run = _previous_wandb_run_id(output) if resume_from is not None else None
     if accelerator.is_main_process:
         output.mkdir(parents=True, exist_ok=True)
         remove_partial_checkpoints(output)
         if resume_from is not None:
             truncate_metrics(output / "metrics.jsonl", int(resume_from.name.split("-")[1]))
+    log = MetricsLog(output / "metrics.jsonl", active=accelerator.is_main_process, resume=resume_from is not None,
+                     wandb_project=config.wandb_project, wandb_run_id=interrupted_wandb_run, config=run_info["config"])
+    run_info["wandb_run_id"] = log.wandb_run_id
+    if accelerator.is_main_process:
         write_json(output / "run.json", run_info)
     accelerator.wait_for_everyone()
-    log = MetricsLog(output / "metrics.jsonl", active=accelerator.is_main_process, resume=resume_from is not None,
-                     wandb_project=config.wandb_project, config=run_info["config"])
     try:
         base = config.model
         if config.sft_epochs:

@@ -1,5 +1,6 @@
 """A run killed with SIGKILL after a checkpoint and resumed ends exactly like an
-uninterrupted run: same final weights, same metrics.jsonl, no step logged twice."""
+uninterrupted run: same final weights, same metrics.jsonl, no step logged twice,
+and its W&B records continue the interrupted W&B run."""
 
 import os
 import signal
@@ -11,6 +12,7 @@ import torch
 
 from helpers import SUBPROCESS_ENV, final_weights, pairs_path, read_jsonl, run_cli, tiny_model  # noqa: F401
 from riskdpo.checkpoint import checkpoint_dirs
+from riskdpo.fileio import read_json
 from riskdpo.metrics import read_metrics, without_timing
 from riskdpo.train import TrainConfig, train
 
@@ -46,8 +48,9 @@ def kill_after_checkpoint(args: list[str], out) -> int:
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_model, pairs_path, tmp_path):  # noqa: F811
     interrupted = tmp_path / "interrupted"
     args = ["train", "--dataset", str(pairs_path), "--val", str(pairs_path), "--output-dir", str(interrupted),
-            "--model", str(tiny_model), "--no-progress", *cli_options(**OPTIONS)]
+            "--model", str(tiny_model), "--no-progress", "--wandb-project", "riskdpo-tests", *cli_options(**OPTIONS)]
     killed_at = kill_after_checkpoint(args, interrupted)
+    wandb_run = read_json(interrupted / "run.json")["wandb_run_id"]
     assert not (interrupted / "final-model").exists()
     logged_before = [r["step"] for r in read_metrics(interrupted / "metrics.jsonl")]
     assert max(logged_before) > killed_at  # lines past the checkpoint, which the resumed run must replace
@@ -70,3 +73,6 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_model, pairs_pat
     assert (interrupted / "reference-logps.pt").stat().st_mtime_ns == reference_written  # reused, not recomputed
     assert [p.name for p in checkpoint_dirs(interrupted)] == ["step-44", "step-48"]  # the newest two of 48 steps
     assert not list((interrupted / "checkpoints").glob(".*"))
+    assert read_json(interrupted / "run.json")["wandb_run_id"] == wandb_run
+    parts = sorted((interrupted / "wandb").glob(f"offline-run-*-{wandb_run}"))
+    assert len(parts) == 2 and all(list(part.glob("run-*.wandb")) for part in parts)
