@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 
+import helpers
 import pytest
 from click.testing import CliRunner
 from test_choices import eval_model, eval_situations, loaded, situation, word_tokenizer  # noqa: F401 (fixtures)
@@ -348,3 +349,13 @@ def test_two_process_run_equals_single_process(workspace, tmp_path):
     assert csv_rows(single.with_suffix(".csv"))[0].keys() == csv_rows(sharded.with_suffix(".csv"))[0].keys()
     single_rows, sharded_rows = csv_rows(single.with_suffix(".csv")), csv_rows(sharded.with_suffix(".csv"))
     assert [row["choice"] for row in single_rows] == [row["choice"] for row in sharded_rows]
+
+
+def test_no_progress_silences_the_weight_loading_bars_too(workspace, tmp_path):
+    args = ["eval-choices", "--model", str(workspace["other"]), "--situations", str(workspace["situations"]),
+            "--bootstrap", "0", "--sample", "2"]
+    shown = helpers.run_cli(*args, "-o", str(tmp_path / "shown.json"))
+    quiet = helpers.run_cli(*args, "-o", str(tmp_path / "quiet.json"), "--no-progress")
+    assert shown.returncode == 0 and quiet.returncode == 0, quiet.stderr[-2000:]
+    assert "Loading weights" in shown.stderr  # transformers draws its bar unless told not to
+    assert "Loading weights" not in quiet.stderr and "it/s" not in quiet.stderr

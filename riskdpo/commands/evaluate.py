@@ -68,6 +68,10 @@ def eval_choices(**params) -> None:
     )
 
     output_paths(params["output"])
+    if not params["progress"]:  # transformers' weight-loading bars too
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
     options = EvalOptions(
         mode=params["mode"],
         batch_size=params["batch_size"],
