@@ -1,12 +1,17 @@
 """Markdown tables for RESULTS.md from the eval-choices reports of experiments/results.sh.
 
-    python experiments/summarize.py OUT_DIR > tables.md
+    python experiments/summarize.py OUT_DIR [FIGURE_DIR] > tables.md
 
-For every report found in OUT_DIR (eval_logprob, eval_shuffled, eval_generate):
+First the training runs found in OUT_DIR (every folder with a run.json): size,
+settings, how well each fits its training pairs (mean reward accuracy over its
+last epoch) and its held-back validation pairs (at the end), and its time. Then,
+for every report found in OUT_DIR (eval_logprob, eval_shuffled, eval_generate):
 rates with 95% Wilson intervals per model and held-out sheet, the paired
 difference of every model against the first (the base) per sheet with
 Newcombe's interval and McNemar's p (recomputed from the per-situation CSV with
-riskdpo.stats), and the implied alpha.
+riskdpo.stats), the implied alpha, and in log-prob mode how often each model
+picks the first and the last option line. With FIGURE_DIR, also runs.png: every
+run's validation loss and reward accuracy against epoch on shared axes.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from riskdpo.report import read_training_log
 from riskdpo.stats import PairedTable, mcnemar_exact, paired_difference_interval
 
 REPORTS = {
@@ -74,6 +80,34 @@ def paired_table(csv_path: Path, base: str) -> list[str]:
     return lines
 
 
+def position_table(csv_path: Path, situations: dict[tuple[str, str], dict], as_written: bool) -> list[str]:
+    """How often each model picks the first and the last option line. A chooser that goes by
+    position, not by the lotteries, shows up as a share far from where the risk-averse option
+    sits (given for prompts as written; with shuffled lotteries it sits anywhere alike)."""
+    picks: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    keys = set()
+    with open(csv_path, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            if row["choice"]:
+                key = (row["sheet"], row["situation_id"])
+                keys.add(key)
+                labels = situations[key]["option_labels"]
+                picks[row["model"]].append((labels.index(row["choice"]), len(labels)))
+
+    def shares(places: list[tuple[int, int]]) -> str:
+        first = sum(index == 0 for index, _ in places) / len(places)
+        last = sum(index == count - 1 for index, count in places) / len(places)
+        return f"{first:.2f} | {last:.2f}"
+
+    lines = ["| model | picks the first option | picks the last option |", "|---|---|---|"]
+    lines += [f"| {short(model)} | {shares(chosen)} |" for model, chosen in picks.items()]
+    if as_written:
+        averse = [(situations[k]["option_labels"].index(situations[k]["risk_averse"][0]), len(situations[k]["option_labels"]))
+                  for k in sorted(keys)]
+        lines.append(f"| where the risk-averse option sits | {shares(averse)} |")
+    return lines
+
+
 def alpha_table(report: dict) -> list[str]:
     lines = ["| model | implied α | 95% bootstrap interval | verdict vs 0.01 |", "|---|---|---|---|"]
     for model in report["models"]:
@@ -87,8 +121,64 @@ def alpha_table(report: dict) -> list[str]:
     return lines
 
 
-def main(out_dir: str) -> None:
+def finished_runs(out: Path) -> list[Path]:
+    """The run.json of every finished training run in `out` (one still running is left out)."""
+    runs = sorted(out.glob("*/run.json"))
+    return [path for path in runs if json.loads(path.read_text(encoding="utf-8"))["status"] == "finished"]
+
+
+def training_table(out: Path) -> list[str]:
+    """One row per run folder: data, settings, fit on training and validation pairs, time."""
+    lines = ["| run | pairs | steps | β | SFT epochs | train reward acc (last epoch) | val reward acc | val loss | reference s | train s (SFT included) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for run_json in finished_runs(out):
+        run = json.loads(run_json.read_text(encoding="utf-8"))
+        config = run["config"]
+        metrics = [json.loads(line) for line in (run_json.parent / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+        last_epoch = [m["rewards/accuracy"] for m in metrics if "loss" in m and m["epoch"] > config["epochs"] - 1]
+        final_val = [m for m in metrics if "val/loss" in m][-1]
+        timings = run["timings"]
+        lines.append(
+            f"| {run_json.parent.name} | {run['dataset']['used']} | {run['steps']} | {config['beta']} | {config['sft_epochs']} "
+            f"| {sum(last_epoch) / len(last_epoch):.2f} | {final_val['val/rewards/accuracy']:.2f} | {final_val['val/loss']:.3f} "
+            f"| {timings['reference_seconds']:.0f} | {timings['train_seconds'] + timings.get('sft_seconds', 0):.0f} |"
+        )
+    return lines
+
+
+def runs_figure(out: Path, path: Path) -> Path:
+    """Validation loss and reward accuracy of every run against epoch (runs differ in steps per epoch)."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(11, 4.2))
+    loss_axis, accuracy_axis = figure.subplots(1, 2)
+    for run_dir in (p.parent for p in finished_runs(out)):
+        val = read_training_log(run_dir / "metrics.jsonl").val
+        epochs = [row["epoch"] for row in val]
+        loss_axis.plot(epochs, [row["loss"] for row in val], marker="o", markersize=3, label=run_dir.name)
+        trained = [row for row in val if row["step"] > 0]  # at step 0 every reward is 0: no accuracy to speak of
+        accuracy_axis.plot([row["epoch"] for row in trained], [row["rewards/accuracy"] for row in trained],
+                           marker="o", markersize=3, label=run_dir.name)
+    for axis, title in ((loss_axis, "validation DPO loss"), (accuracy_axis, "validation reward accuracy")):
+        axis.set_xlabel("epoch")
+        axis.set_title(title)
+        axis.grid(alpha=0.3)
+    loss_axis.axhline(0.6931, color="grey", linewidth=0.8, linestyle=":")
+    accuracy_axis.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
+    accuracy_axis.legend(fontsize="small")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    return path
+
+
+def main(out_dir: str, figure_dir: str | None = None) -> None:
     out = Path(out_dir)
+    if figure_dir:
+        runs_figure(out, Path(figure_dir) / "runs.png")
+    situations = {(s["sheet"], s["situation_id"]): s for s in json.loads((out / "situations.json").read_text(encoding="utf-8"))}
+    print("### training runs\n")
+    print("\n".join(training_table(out)) + "\n")
     for name, title in REPORTS.items():
         path = out / f"{name}.json"
         if not path.is_file():
@@ -99,7 +189,10 @@ def main(out_dir: str) -> None:
         print("Paired difference in risk-averse rate against the base (Newcombe 95% interval, McNemar p):\n")
         print("\n".join(paired_table(path.with_suffix(".csv"), report["models"][0]["model"])) + "\n")
         print("\n".join(alpha_table(report)) + "\n")
+        if report["models"][0].get("mean_risk_averse_prob") is not None:  # a label per situation: log-prob mode
+            print("Choices by option line (share of situations):\n")
+            print("\n".join(position_table(path.with_suffix(".csv"), situations, name != "eval_shuffled")) + "\n")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "results-smollm2")
+    main(*(sys.argv[1:3] or ["results-smollm2"]))
