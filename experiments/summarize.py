@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -58,13 +59,18 @@ def rates_table(report: dict) -> list[str]:
     return lines
 
 
-def paired_table(csv_path: Path, base: str) -> list[str]:
-    """Difference in risk-averse rate against `base`, overall and per sheet, from the CSV."""
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    """The per-situation rows of an eval-choices CSV."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def paired_table(rows: list[dict[str, str]], base: str) -> list[str]:
+    """Difference in risk-averse rate against `base`, overall and per sheet, from the CSV rows."""
     chosen: dict[str, dict[tuple[str, str], bool]] = defaultdict(dict)
-    with open(csv_path, newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            if row["category"] != "skipped":
-                chosen[row["model"]][(row["sheet"], row["situation_id"])] = row["category"] == "risk_averse"
+    for row in rows:
+        if row["category"] != "skipped":
+            chosen[row["model"]][(row["sheet"], row["situation_id"])] = row["category"] == "risk_averse"
     sheets = sorted({sheet for sheet, _ in chosen[base]})
     lines = ["| model vs base | " + " | ".join(["all", *sheets]) + " |", "|---|" + "---|" * (len(sheets) + 1)]
     for model in chosen:
@@ -80,19 +86,18 @@ def paired_table(csv_path: Path, base: str) -> list[str]:
     return lines
 
 
-def position_table(csv_path: Path, situations: dict[tuple[str, str], dict], as_written: bool) -> list[str]:
+def position_table(rows: list[dict[str, str]], situations: dict[tuple[str, str], dict], as_written: bool) -> list[str]:
     """How often each model picks the first and the last option line. A chooser that goes by
     position, not by the lotteries, shows up as a share far from where the risk-averse option
     sits (given for prompts as written; with shuffled lotteries it sits anywhere alike)."""
     picks: dict[str, list[tuple[int, int]]] = defaultdict(list)
     keys = set()
-    with open(csv_path, newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            if row["choice"]:
-                key = (row["sheet"], row["situation_id"])
-                keys.add(key)
-                labels = situations[key]["option_labels"]
-                picks[row["model"]].append((labels.index(row["choice"]), len(labels)))
+    for row in rows:
+        if row["choice"]:
+            key = (row["sheet"], row["situation_id"])
+            keys.add(key)
+            labels = situations[key]["option_labels"]
+            picks[row["model"]].append((labels.index(row["choice"]), len(labels)))
 
     def shares(places: list[tuple[int, int]]) -> str:
         first = sum(index == 0 for index, _ in places) / len(places)
@@ -121,26 +126,25 @@ def alpha_table(report: dict) -> list[str]:
     return lines
 
 
-def finished_runs(out: Path) -> list[Path]:
-    """The run.json of every finished training run in `out` (one still running is left out)."""
-    runs = sorted(out.glob("*/run.json"))
-    return [path for path in runs if json.loads(path.read_text(encoding="utf-8"))["status"] == "finished"]
+def finished_runs(out: Path) -> list[tuple[Path, dict]]:
+    """(folder, run.json) of every finished training run in `out` (one still running is left out)."""
+    runs = [(path.parent, json.loads(path.read_text(encoding="utf-8"))) for path in sorted(out.glob("*/run.json"))]
+    return [(folder, run) for folder, run in runs if run["status"] == "finished"]
 
 
 def training_table(out: Path) -> list[str]:
     """One row per run folder: data, settings, fit on training and validation pairs, time."""
     lines = ["| run | pairs | steps | β | SFT epochs | train reward acc (last epoch) | val reward acc | val loss | reference s | train s (SFT included) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    for run_json in finished_runs(out):
-        run = json.loads(run_json.read_text(encoding="utf-8"))
+    for folder, run in finished_runs(out):
         config = run["config"]
-        metrics = [json.loads(line) for line in (run_json.parent / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
-        last_epoch = [m["rewards/accuracy"] for m in metrics if "loss" in m and m["epoch"] > config["epochs"] - 1]
-        final_val = [m for m in metrics if "val/loss" in m][-1]
+        log = read_training_log(folder / "metrics.jsonl")
+        last_epoch = [row["rewards/accuracy"] for row in log.train if row["epoch"] > config["epochs"] - 1]
+        final_val = log.val[-1]
         timings = run["timings"]
         lines.append(
-            f"| {run_json.parent.name} | {run['dataset']['used']} | {run['steps']} | {config['beta']} | {config['sft_epochs']} "
-            f"| {sum(last_epoch) / len(last_epoch):.2f} | {final_val['val/rewards/accuracy']:.2f} | {final_val['val/loss']:.3f} "
+            f"| {folder.name} | {run['dataset']['used']} | {run['steps']} | {config['beta']} | {config['sft_epochs']} "
+            f"| {sum(last_epoch) / len(last_epoch):.2f} | {final_val['rewards/accuracy']:.2f} | {final_val['loss']:.3f} "
             f"| {timings['reference_seconds']:.0f} | {timings['train_seconds'] + timings.get('sft_seconds', 0):.0f} |"
         )
     return lines
@@ -152,7 +156,7 @@ def runs_figure(out: Path, path: Path) -> Path:
 
     figure = Figure(figsize=(11, 4.2))
     loss_axis, accuracy_axis = figure.subplots(1, 2)
-    for run_dir in (p.parent for p in finished_runs(out)):
+    for run_dir, _ in finished_runs(out):
         val = read_training_log(run_dir / "metrics.jsonl").val
         epochs = [row["epoch"] for row in val]
         loss_axis.plot(epochs, [row["loss"] for row in val], marker="o", markersize=3, label=run_dir.name)
@@ -163,7 +167,7 @@ def runs_figure(out: Path, path: Path) -> Path:
         axis.set_xlabel("epoch")
         axis.set_title(title)
         axis.grid(alpha=0.3)
-    loss_axis.axhline(0.6931, color="grey", linewidth=0.8, linestyle=":")
+    loss_axis.axhline(math.log(2), color="grey", linewidth=0.8, linestyle=":")
     accuracy_axis.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
     accuracy_axis.legend(fontsize="small")
     figure.tight_layout()
@@ -187,11 +191,12 @@ def main(out_dir: str, figure_dir: str | None = None) -> None:
         print(f"### {title}\n\n`{path.name}`, {report['situations']['selected']} situations\n")
         print("\n".join(rates_table(report)) + "\n")
         print("Paired difference in risk-averse rate against the base (Newcombe 95% interval, McNemar p):\n")
-        print("\n".join(paired_table(path.with_suffix(".csv"), report["models"][0]["model"])) + "\n")
+        rows = csv_rows(path.with_suffix(".csv"))
+        print("\n".join(paired_table(rows, report["models"][0]["model"])) + "\n")
         print("\n".join(alpha_table(report)) + "\n")
         if report["models"][0].get("mean_risk_averse_prob") is not None:  # a label per situation: log-prob mode
             print("Choices by option line (share of situations):\n")
-            print("\n".join(position_table(path.with_suffix(".csv"), situations, name != "eval_shuffled")) + "\n")
+            print("\n".join(position_table(rows, situations, name != "eval_shuffled")) + "\n")
 
 
 if __name__ == "__main__":
