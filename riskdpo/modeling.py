@@ -89,6 +89,14 @@ def load_model(name: str, *, precision: str = "fp32", trust_remote_code: bool = 
         raise UserError(f"{name}: cannot load a causal language model ({_first_line(error)})") from None
 
 
+def hide_loading_bars() -> None:
+    """Stop transformers drawing its weight-loading and saving bars, for the rest of the process
+    (what --no-progress asks for beyond riskdpo's own bars)."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+
+
 def _first_line(error: Exception) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__

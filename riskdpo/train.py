@@ -71,7 +71,7 @@ from riskdpo.lora import (
 )
 from riskdpo.loss import LOSS_TYPES, dpo_loss
 from riskdpo.metrics import MetricsLog, add_sums, dpo_means, dpo_sums, reduce_sums, truncate_metrics
-from riskdpo.modeling import load_model, load_tokenizer, resolve_precision
+from riskdpo.modeling import hide_loading_bars, load_model, load_tokenizer, resolve_precision
 from riskdpo.prompting import PromptFormat, render_prompt
 
 SCHEDULERS = ("linear", "cosine")
@@ -597,10 +597,8 @@ def train(config: TrainConfig) -> Path:
     from accelerate.utils import set_seed
 
     validate_config(config)
-    if not config.progress:  # also transformers' bars (loading and saving weights), for the rest of the process
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()
+    if not config.progress:
+        hide_loading_bars()
     output = Path(config.output_dir)
     records = load_pairs(config.dataset)  # bad files fail before anything slow
     val_records = load_pairs(config.val) if config.val else None

@@ -68,10 +68,10 @@ def eval_choices(**params) -> None:
     )
 
     output_paths(params["output"])
-    if not params["progress"]:  # transformers' weight-loading bars too
-        from transformers.utils import logging as transformers_logging
+    if not params["progress"]:
+        from riskdpo.modeling import hide_loading_bars
 
-        transformers_logging.disable_progress_bar()
+        hide_loading_bars()
     options = EvalOptions(
         mode=params["mode"],
         batch_size=params["batch_size"],
