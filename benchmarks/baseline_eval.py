@@ -12,7 +12,7 @@ For each situation, one at a time:
 Prompts are used as written (ending in their own closing instruction, e.g.
 "You can think about which you'd choose and then output your answer.").
 With ``--instruction`` the closing instruction is replaced by
-`riskdpo.prompting.rewrite_instruction`, as ``eval-choices --instruction``
+`riskdpo.pairs.prompting.rewrite_instruction`, as ``eval-choices --instruction``
 does, so both see exactly the same text; that is string preprocessing,
 outside the timed loop.
 
@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from riskdpo.fileio import write_json
+from riskdpo.core.fileio import write_json
 
 #: A label named after a cue word: "answer is (b)", "Option 2", "I choose c", "choice: b".
 _CUED_LABEL = re.compile(
@@ -99,8 +99,8 @@ def run_baseline(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from riskdpo.modeling import resolve_precision, torch_dtype
-    from riskdpo.prompting import rewrite_instruction
+    from riskdpo.models.loading import resolve_precision, torch_dtype
+    from riskdpo.pairs.prompting import rewrite_instruction
 
     torch.manual_seed(0)
     start = time.perf_counter()

@@ -13,7 +13,7 @@ DPO loss and beta, precision (bf16 autocast on a GPU; LoRA on a bf16 base,
 full fine-tuning on fp32 weights, as `riskdpo train` does).
 
 Prompts are rendered exactly as `riskdpo train` renders them
-(`riskdpo.prompting.render_prompt` with the run's prompt format, passed as
+(`riskdpo.pairs.prompting.render_prompt` with the run's prompt format, passed as
 JSON) and given to TRL as plain text, so both trainers see the same tokens.
 
 Timing: a callback stamps the end of every optimiser step (after a CUDA
@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from riskdpo.fileio import write_json
+from riskdpo.core.fileio import write_json
 
 
 def _synchronize(device: str) -> None:
@@ -74,8 +74,8 @@ def run_trl(args: argparse.Namespace) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    from riskdpo.modeling import resolve_precision
-    from riskdpo.prompting import PromptFormat, render_prompt
+    from riskdpo.models.loading import resolve_precision
+    from riskdpo.pairs.prompting import PromptFormat, render_prompt
 
     bf16 = resolve_precision(args.precision, args.device) == "bf16"
     start = time.perf_counter()

@@ -39,7 +39,7 @@ import math
 import statistics
 from pathlib import Path
 
-from riskdpo.fileio import read_records, write_jsonl
+from riskdpo.core.fileio import read_records, write_jsonl
 
 from harness import MIB, SectionResult, Table, Target, gpu_description, ratio, read_json, run_measured, script_command
 from settings import Settings
@@ -74,9 +74,9 @@ def exact_pairs(settings: Settings, completions: str, count: int) -> Path:
 
 def token_counts(model: Path, pairs_path: Path, prompt_format: dict, max_length: int) -> dict:
     """Mean prompt and completion tokens per pair, as riskdpo tokenizes them (max_length applied)."""
-    from riskdpo.modeling import load_tokenizer
-    from riskdpo.prompting import PromptFormat
-    from riskdpo.train import tokenize_pairs
+    from riskdpo.models.loading import load_tokenizer
+    from riskdpo.pairs.prompting import PromptFormat
+    from riskdpo.training.train import tokenize_pairs
 
     tokenizer = load_tokenizer(str(model))
     data = tokenize_pairs(tokenizer, read_records(pairs_path), PromptFormat(**prompt_format), max_length)

@@ -1,6 +1,6 @@
 """riskdpo's side of the evaluation benchmark: the steps of `eval-choices`, timed.
 
-It runs what ``riskdpo eval-choices`` runs for one model (`riskdpo.evaluate`:
+It runs what ``riskdpo eval-choices`` runs for one model (`riskdpo.evaluation.evaluate`:
 `model_format`, then `score_model` in logprob or generate mode), loading the
 model once and timing the scoring alone, so situations/s excludes the one-time
 load exactly as the baseline's does (`baseline_eval.py`). For each mode one
@@ -18,14 +18,14 @@ import argparse
 import time
 from typing import Any, Sequence
 
-from riskdpo.fileio import write_json
+from riskdpo.core.fileio import write_json
 
 
 def time_mode(model: Any, tokenizer: Any, situations: list, fmt: Any, options: Any, sizes: Sequence[int], device: str) -> dict[str, Any]:
     """Score the first n situations for each n in `sizes` in one mode; timings and the last run's records."""
     import torch
 
-    from riskdpo.evaluate import score_model
+    from riskdpo.evaluation.evaluate import score_model
 
     score_model(model, tokenizer, situations[:1], fmt, options)  # untimed warm-up (lazy initialisation)
     runs = []
@@ -59,9 +59,9 @@ def run_riskdpo(
     device: str,
 ) -> dict[str, Any]:
     """Load once, then time each mode on the first n situations for each n in `sizes`."""
-    from riskdpo.evaluate import EvalOptions, FormatOverrides, model_format
-    from riskdpo.modeling import load_model, load_tokenizer, resolve_precision
-    from riskdpo.situations import load_situations
+    from riskdpo.evaluation.evaluate import EvalOptions, FormatOverrides, model_format
+    from riskdpo.models.loading import load_model, load_tokenizer, resolve_precision
+    from riskdpo.data.situations import load_situations
 
     situations = load_situations(situations_path)
     precision = resolve_precision(EvalOptions().precision, device)

@@ -9,9 +9,9 @@ build would give; the cache lives in the work directory (``--work``, default
 - the training pairs of the train section come from the bundled sample in
   ``data/`` (its ``train`` sheet for label completions, its ``train_cot``
   sheet with ``--response cot`` for chain-of-thought completions);
-- models: the tiny phi model (`riskdpo.tiny.build_tiny_model`, tokenizer
+- models: the tiny phi model (`riskdpo.models.tiny.build_tiny_model`, tokenizer
   trained on the pairs' text), the bundled SmolLM2-135M-Instruct
-  (`riskdpo.modeling.resolve_model`), and a phi-2-shaped model with random
+  (`riskdpo.models.loading.resolve_model`), and a phi-2-shaped model with random
   weights for GPU runs (`phi2_shaped_model`).
 """
 
@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from riskdpo.fileio import read_records
+from riskdpo.core.fileio import read_records
 
 from harness import REPO_DIR, BenchmarkError, benchmark_env, riskdpo_command
 
@@ -80,7 +80,7 @@ def sample_pairs(work: Path, sample: Path, response: str) -> Path:
 
 def tiny_model(work: Path, texts_from: list[Path]) -> Path:
     """The tiny phi model, its tokenizer trained on the prompts and completions of `texts_from`."""
-    from riskdpo.tiny import build_tiny_model
+    from riskdpo.models.tiny import build_tiny_model
 
     path = work / "tiny-phi"
     if not (path / "config.json").exists():
@@ -96,7 +96,7 @@ def sample_tiny_model(work: Path, sample: Path) -> Path:
 
 def smollm2() -> Path:
     """The bundled SmolLM2-135M-Instruct, converted once to a model directory."""
-    from riskdpo.modeling import resolve_model
+    from riskdpo.models.loading import resolve_model
 
     return Path(resolve_model("smollm2-135m"))
 

@@ -9,7 +9,7 @@ for every report found in OUT_DIR (eval_logprob, eval_shuffled, eval_generate):
 rates with 95% Wilson intervals per model and held-out sheet, the paired
 difference of every model against the first (the base) per sheet with
 Newcombe's interval and McNemar's p (recomputed from the per-situation CSV with
-riskdpo.stats), the implied alpha, and in log-prob mode how often each model
+riskdpo.evaluation.stats), the implied alpha, and in log-prob mode how often each model
 picks the first and the last option line. With FIGURE_DIR, also runs.png: every
 run's validation loss and reward accuracy against epoch on shared axes.
 """
@@ -23,8 +23,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from riskdpo.report import read_training_log
-from riskdpo.stats import PairedTable, mcnemar_exact, paired_difference_interval
+from riskdpo.reporting.figures import read_training_log
+from riskdpo.evaluation.stats import PairedTable, mcnemar_exact, paired_difference_interval
 
 REPORTS = {
     "eval_logprob": "log-prob choice (the label the model finds most probable)",

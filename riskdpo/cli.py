@@ -13,7 +13,7 @@ import sys
 import click
 
 from riskdpo import __version__
-from riskdpo.errors import UserError
+from riskdpo.core.errors import UserError
 
 
 class RiskdpoGroup(click.Group):
@@ -42,9 +42,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from riskdpo.commands import data, demo, evaluate, generate, pairs, report, training
+    from riskdpo.commands import convert, demo, evaluate, generate, pairs, report, training
 
-    for module in (data, pairs, generate, training, evaluate, report, demo):
+    for module in (convert, pairs, generate, training, evaluate, report, demo):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Callable
 
 import riskdpo
-from riskdpo.errors import UserError
-from riskdpo.fileio import write_json, write_jsonl
-from riskdpo.situations import Situation, save_situations
+from riskdpo.core.errors import UserError
+from riskdpo.core.fileio import write_json, write_jsonl
+from riskdpo.data.situations import Situation, save_situations
 
 #: The closing instruction used for training pairs and for scoring, so both agree.
 INSTRUCTION = "Output the label of your chosen option only."
@@ -81,11 +81,11 @@ def run_demo(
     say: Callable[[str], None] = print,
 ) -> DemoResult:
     """Run convert -> make-pairs -> eval (base) -> train -> eval (tuned) into `out_dir`."""
-    from riskdpo.convert import read_situations, summarize
-    from riskdpo.eval_report import format_table, write_evaluation
-    from riskdpo.evaluate import EvalOptions, FormatOverrides, evaluate_choices, select_situations
-    from riskdpo.pairs import select_pairs
-    from riskdpo.train import TrainConfig, train
+    from riskdpo.data.convert import read_situations, summarize
+    from riskdpo.evaluation.report import format_table, write_evaluation
+    from riskdpo.evaluation.evaluate import EvalOptions, FormatOverrides, evaluate_choices, select_situations
+    from riskdpo.pairs.build import select_pairs
+    from riskdpo.training.train import TrainConfig, train
 
     started = time.perf_counter()
     out = Path(out_dir)
@@ -119,7 +119,7 @@ def run_demo(
 
     base = model
     if model == "tiny":
-        from riskdpo.tiny import build_tiny_model
+        from riskdpo.models.tiny import build_tiny_model
 
         texts = [s.prompt for s in conversion.situations] + [INSTRUCTION]
         base = str(build_tiny_model(out / "tiny-model", texts, seed=seed))

@@ -79,7 +79,7 @@ def write_pairs(path: Path, pairs: list[dict]) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A tiny phi model whose tokenizer knows the pairs' text (built once per session)."""
-    from riskdpo.tiny import build_tiny_model
+    from riskdpo.models.tiny import build_tiny_model
 
     path = tmp_path_factory.getbasetemp() / "tiny-train-model"
     if not (path / "config.json").exists():

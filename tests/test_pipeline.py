@@ -14,12 +14,12 @@ import pytest
 from click.testing import CliRunner
 
 from riskdpo.cli import main
-from riskdpo.convert import read_situations
-from riskdpo.evaluate import EvalOptions, evaluate_choices
-from riskdpo.fileio import write_jsonl
-from riskdpo.pairs import select_pairs
-from riskdpo.tiny import build_tiny_model
-from riskdpo.train import TrainConfig, train
+from riskdpo.data.convert import read_situations
+from riskdpo.evaluation.evaluate import EvalOptions, evaluate_choices
+from riskdpo.core.fileio import write_jsonl
+from riskdpo.pairs.build import select_pairs
+from riskdpo.models.tiny import build_tiny_model
+from riskdpo.training.train import TrainConfig, train
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample.xlsx"
 

@@ -1,6 +1,6 @@
 """`riskdpo eval-choices`: score how often models pick the risk-averse option.
 
-Option values are checked by the library (`riskdpo.evaluate.EvalOptions`,
+Option values are checked by the library (`riskdpo.evaluation.evaluate.EvalOptions`,
 `model_format`, `resolve_precision`), so a bad value gives one `error:` line
 and exit status 2 like every user error.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import click
 
-from riskdpo.alpha import DEFAULT_BOOTSTRAP
-from riskdpo.config import config_option
+from riskdpo.evaluation.alpha import DEFAULT_BOOTSTRAP
+from riskdpo.commands.config_file import config_option
 
 
 @click.command("eval-choices")
@@ -57,8 +57,8 @@ def eval_choices(**params) -> None:
       riskdpo eval-choices --model results-risk-averse/final-model --model microsoft/phi-2 --situations held_out.json -o report.json
       riskdpo eval-choices --model smollm2-135m --situations data/sample.xlsx --sheet test_high --mode generate -o gen.json
     """
-    from riskdpo.eval_report import format_table, output_paths, write_evaluation
-    from riskdpo.evaluate import (
+    from riskdpo.evaluation.report import format_table, output_paths, write_evaluation
+    from riskdpo.evaluation.evaluate import (
         EvalOptions,
         FormatOverrides,
         evaluate_choices,
@@ -69,7 +69,7 @@ def eval_choices(**params) -> None:
 
     output_paths(params["output"])
     if not params["progress"]:
-        from riskdpo.modeling import hide_loading_bars
+        from riskdpo.models.loading import hide_loading_bars
 
         hide_loading_bars()
     options = EvalOptions(
@@ -87,7 +87,7 @@ def eval_choices(**params) -> None:
         read_eval_situations(params["situations"], params["sheet"]), params["sample"], params["seed"]
     )
     if params["shuffle_options"]:
-        from riskdpo.shuffle import shuffle_all
+        from riskdpo.data.shuffle import shuffle_all
 
         situations = shuffle_all(situations, params["seed"])
     config = {key: list(value) if isinstance(value, tuple) else value for key, value in params.items()}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from riskdpo.config import config_option
-from riskdpo.generate import FRAMINGS, KEEP_MODES, STAKES, GenerateSpec, generate_situations, situations_sheet
-from riskdpo.workbook import add_sheet
+from riskdpo.commands.config_file import config_option
+from riskdpo.data.generate import FRAMINGS, KEEP_MODES, STAKES, GenerateSpec, generate_situations, situations_sheet
+from riskdpo.data.workbook import add_sheet
 
 
 @click.command()

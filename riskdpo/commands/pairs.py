@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from riskdpo.config import config_option
-from riskdpo.pairs import (
+from riskdpo.commands.config_file import config_option
+from riskdpo.pairs.build import (
     POLICIES,
     RESPONSES,
     find_eligible,
@@ -15,7 +15,7 @@ from riskdpo.pairs import (
     summary_lines,
     write_pairs,
 )
-from riskdpo.situations import load_situations
+from riskdpo.data.situations import load_situations
 
 
 @click.command("make-pairs")

@@ -22,7 +22,7 @@ def report(output_dir: str, eval_reports: tuple[str, ...], out_dir: str | None) 
     Example:
       riskdpo report results-risk-averse --eval before.json --eval after.json
     """
-    from riskdpo.report import metrics_table, write_report
+    from riskdpo.reporting.figures import metrics_table, write_report
 
     paths, log = write_report(output_dir, list(eval_reports), out_dir)
     for path in paths:

@@ -1,6 +1,6 @@
 """`riskdpo train` (DPO fine-tuning) and `riskdpo tiny-model` (a toy model for tests).
 
-Option values are checked by the library (`riskdpo.train.validate_config`), so a
+Option values are checked by the library (`riskdpo.training.train.validate_config`), so a
 bad value gives one `error:` line and exit status 2 like every user error.
 The spellings of the original scripts (`--model_name`, `--batch_size`, ...)
 are accepted as aliases.
@@ -12,8 +12,8 @@ import os
 
 import click
 
-from riskdpo.config import config_option
-from riskdpo.loss import LOSS_TYPES
+from riskdpo.commands.config_file import config_option
+from riskdpo.training.loss import LOSS_TYPES
 
 
 @click.command("train")
@@ -82,8 +82,8 @@ def train(config, **options):
       riskdpo train --dataset pairs.jsonl --output-dir run --model smollm2-135m --epochs 2 --lr 5e-4
       accelerate launch --num_processes 4 -m riskdpo.cli train --dataset pairs.jsonl --output-dir run
     """
-    from riskdpo.train import TrainConfig
-    from riskdpo.train import train as run_training
+    from riskdpo.training.train import TrainConfig
+    from riskdpo.training.train import train as run_training
 
     final = run_training(TrainConfig(**options))
     if os.environ.get("RANK", "0") == "0":  # one line, not one per process
@@ -102,8 +102,8 @@ def tiny_model(out_dir, situations_path, seed):
     Example:
       riskdpo tiny-model tiny --situations situations.json
     """
-    from riskdpo.situations import load_situations
-    from riskdpo.tiny import build_tiny_model
+    from riskdpo.data.situations import load_situations
+    from riskdpo.models.tiny import build_tiny_model
 
     situations = load_situations(situations_path)
     texts = [s.prompt for s in situations] + [label for s in situations for label in (*s.option_labels, *s.labels_as_written)]

@@ -1,0 +1,6 @@
+"""Stage 1, the data: spreadsheets of choice situations read, checked, generated.
+
+Situations, their labels and lotteries, the exact expected-utility arithmetic
+that verifies a sheet's labels, and fresh sheets with exact labels. Knows
+nothing of torch or of models; imports only `riskdpo.core`.
+"""

@@ -1,0 +1,83 @@
+"""Lotteries: prizes with probabilities, from sheet columns or from a prompt's option line.
+
+Sheets give probabilities as integer percents that may not sum to exactly 100
+after rounding; prompts write each outcome in one of three ways (DATA.md):
+``82% probability of $749``, ``probability 0.82 of $749``, or a verbal phrase
+from `riskdpo.data.expected_utility.VERBAL_PROBABILITIES` (``Likely to give $749`` = 80%).
+Both become ``(prizes, probabilities as fractions summing to 1)``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+from riskdpo.data.expected_utility import VERBAL_PROBABILITIES, parse_amount
+
+#: How far percent probabilities may sum away from 100 (rounding in the sheet).
+PERCENT_TOLERANCE = 1.0
+
+
+def _amount(name: str) -> str:
+    """Pattern of a dollar amount (``$2,430``, ``-$92``, ``$6.75e+17``) captured as group `name`."""
+    return rf"(?P<{name}>-?\s?\$\s?-?[\d,]*\.?\d+(?:[eE][+-]?\d+)?)"
+
+
+_VERBAL = "|".join(
+    re.escape(phrase).replace("'", "['’]") for phrase in sorted(VERBAL_PROBABILITIES, key=len, reverse=True)
+)
+#: One outcome of a lottery as a prompt writes it, in any of DATA.md's three ways.
+_OUTCOME = re.compile(
+    rf"(?P<percent>\d+(?:\.\d+)?)\s*%\s*(?:probability|chance)\s+(?:of|to\s+\w+)\s+{_amount('percent_amount')}"
+    rf"|probability\s+(?:of\s+)?(?P<fraction>\d*\.\d+|[01])\s+(?:of|to\s+\w+)\s+{_amount('fraction_amount')}"
+    rf"|(?P<verbal>{_VERBAL})\s+{_amount('verbal_amount')}",
+    re.IGNORECASE,
+)
+_VERBAL_BY_LOWER = {phrase.lower(): percent for phrase, percent in VERBAL_PROBABILITIES.items()}
+
+
+def lottery_from_percents(prizes: Sequence[float], percents: Sequence[float]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Prizes and percent probabilities -> (prizes, fractions summing to 1).
+
+    Percents must sum to 100 within `PERCENT_TOLERANCE`; they are divided by
+    their own total so that rounding (e.g. 33 + 33 + 33) still gives fractions
+    that sum to 1. Raises ValueError naming what is wrong.
+    """
+    if len(prizes) != len(percents):
+        raise ValueError(f"{len(prizes)} prizes but {len(percents)} probabilities")
+    if not prizes:
+        raise ValueError("no outcomes")
+    if any(percent < 0 for percent in percents):
+        raise ValueError(f"a negative probability in {list(percents)}")
+    total = sum(percents)
+    if abs(total - 100) > PERCENT_TOLERANCE:
+        raise ValueError(
+            f"probabilities {[round(p, 6) for p in percents]} sum to {total:g}%, not 100% "
+            f"(±{PERCENT_TOLERANCE:g} allowed for rounding)"
+        )
+    return tuple(prizes), tuple(percent / total for percent in percents)
+
+
+def prompt_lottery(text: str) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The lottery an option line offers, e.g. ``59% probability of -$73,700, 41% probability of $270``.
+
+    Reads percent (``82% probability of $749``), fraction (``probability 0.82
+    of $749``) and verbal (``Likely to give $749`` = 80%) outcomes. None when
+    the line names no outcome or its probabilities do not sum to 100.
+    """
+    prizes, percents = [], []
+    for match in _OUTCOME.finditer(text):
+        if match.group("percent") is not None:
+            percents.append(float(match.group("percent")))
+            amount = match.group("percent_amount")
+        elif match.group("fraction") is not None:
+            percents.append(100 * float(match.group("fraction")))
+            amount = match.group("fraction_amount")
+        else:
+            percents.append(_VERBAL_BY_LOWER[match.group("verbal").lower().replace("’", "'")])
+            amount = match.group("verbal_amount")
+        prizes.append(parse_amount(amount))
+    try:
+        return lottery_from_percents(prizes, percents)
+    except ValueError:
+        return None

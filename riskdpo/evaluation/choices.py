@@ -1,0 +1,185 @@
+"""Which option a model picks in each situation, by log-probability or by generation.
+
+logprob (the default): the completions are the option labels as the response
+style writes them (``label``: the canonical label ``b``; ``as-written``: the
+prompt's form ``(b)``), each followed by EOS exactly as in training
+(`riskdpo.models.logps` tokenisation contract). The model's choice is
+
+    argmax_j log pi(completion_j | prompt)
+
+and its risk-averse probability mass is the softmax of the options'
+completion log-probabilities summed over the risk-averse labels:
+
+    P(risk-averse) = sum_{j in RA} exp(l_j) / sum_k exp(l_k)
+
+All options of a situation share one pass over the prompt and situations are
+batched by length (`riskdpo.models.logps.completion_logps`). When two options'
+completions tokenize to the same ids the comparison is meaningless: such a
+situation is skipped and counted (`indistinct_labels`), never scored.
+
+generate: prompts are left-padded and generated in length-grouped batches,
+greedily or by sampling at a temperature under a seed; the answer text is read
+by `riskdpo.evaluation.answers.parse_answer`.
+
+A choice falls in exactly one category, taken in this order:
+risk_averse (a best option for CARA alpha = 0.01), risk_neutral (linear best),
+too_risk_averse (alpha = 0.10 best, necessarily not a risk-averse best since
+that is taken first), other, and invalid (no readable choice).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from riskdpo.evaluation.answers import parse_answer
+from riskdpo.models.logps import completion_logps, length_grouped_order, tokenize_group
+from riskdpo.data.situations import Situation
+
+#: How a completion writes a label: canonical ("b") or as the prompt writes it ("(b)").
+RESPONSE_STYLES = ("label", "as-written")
+#: Exclusive choice categories, in precedence order.
+CATEGORIES = ("risk_averse", "risk_neutral", "too_risk_averse", "other", "invalid")
+
+
+@dataclass
+class Choice:
+    """A model's choice in one situation and the evidence for it."""
+
+    label: str | None
+    category: str
+    logps: dict[str, float] | None = None
+    risk_averse_prob: float | None = None
+    answer: str | None = None
+
+
+def categorize(situation: Situation, label: str | None) -> str:
+    """The category of choosing `label` in `situation` (precedence as in the module docstring)."""
+    if label is None:
+        return "invalid"
+    for category in ("risk_averse", "risk_neutral", "too_risk_averse"):
+        if label in getattr(situation, category):
+            return category
+    return "other"
+
+
+def option_completions(situation: Situation, response: str) -> list[str]:
+    """The completion text of each option, in prompt order, for a response style."""
+    if response not in RESPONSE_STYLES:
+        raise ValueError(f"response style {response!r}: expected one of {RESPONSE_STYLES}")
+    if response == "label":
+        return list(situation.option_labels)
+    return list(situation.labels_as_written)
+
+
+def indistinct_labels(tokenizer: Any, situation: Situation, response: str) -> bool:
+    """True when two options' completions (label ids + EOS) are the same token ids."""
+    _, completion_ids = tokenize_group(tokenizer, "", option_completions(situation, response))
+    return len({tuple(ids) for ids in completion_ids}) < len(completion_ids)
+
+
+def risk_averse_probability(situation: Situation, logps: Sequence[float]) -> float:
+    """Softmax mass of the options' completion log-probs on the risk-averse labels."""
+    top = max(logps)
+    weights = [math.exp(value - top) for value in logps]
+    chosen = sum(w for label, w in zip(situation.option_labels, weights) if label in situation.risk_averse)
+    return chosen / sum(weights)
+
+
+def logprob_choices(
+    model: Any,
+    tokenizer: Any,
+    situations: Sequence[Situation],
+    prompts: Sequence[str],
+    response: str,
+    *,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> list[Choice]:
+    """Each situation's choice = the option whose completion is most probable given the prompt.
+
+    `prompts` are the situations' prompts already rendered for the model.
+    """
+    completions = [option_completions(situation, response) for situation in situations]
+    scores = completion_logps(model, tokenizer, list(prompts), completions, batch_size=batch_size, progress=progress)
+    choices = []
+    for situation, logps in zip(situations, scores):
+        if any(math.isnan(value) for value in logps):  # a broken model: no choice can be read
+            choices.append(Choice(None, "invalid", logps=dict(zip(situation.option_labels, logps))))
+            continue
+        best = max(range(len(logps)), key=lambda j: logps[j])
+        label = situation.option_labels[best]
+        choices.append(
+            Choice(
+                label=label,
+                category=categorize(situation, label),
+                logps=dict(zip(situation.option_labels, logps)),
+                risk_averse_prob=risk_averse_probability(situation, logps),
+            )
+        )
+    return choices
+
+
+def generate_answers(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 16,
+    temperature: float = 0.0,
+    seed: int = 0,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> list[str]:
+    """Generated answer text for each prompt, in input order.
+
+    Batches hold prompts of similar length, left-padded so every row's next
+    token follows its last real token. temperature 0 is greedy decoding;
+    above 0 tokens are sampled, batch i under seed ``seed + i`` (the global
+    torch generator is restored afterwards).
+    """
+    import torch
+    from tqdm.auto import tqdm
+    from transformers import GenerationConfig
+
+    lengths = [len(tokenizer(prompt).input_ids) for prompt in prompts]
+    batches = length_grouped_order(lengths, batch_size)
+    device = next(model.parameters()).device
+    decoding = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=temperature > 0,
+        temperature=temperature if temperature > 0 else None,
+        top_k=0 if temperature > 0 else None,
+        top_p=1.0 if temperature > 0 else None,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    answers: list[str] = [""] * len(prompts)
+    padding_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    was_training = model.training
+    model.eval()
+    try:
+        progress_bar = tqdm(batches, desc="generate", unit="batch", disable=not progress, leave=False)
+        for number, indices in enumerate(progress_bar):
+            encoded = tokenizer([prompts[i] for i in indices], return_tensors="pt", padding=True).to(device)
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
+                torch.manual_seed(seed + number)
+                output = model.generate(**encoded, generation_config=decoding)
+            new_tokens = output[:, encoded["input_ids"].shape[1] :]
+            for index, text in zip(indices, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
+                answers[index] = text
+    finally:
+        tokenizer.padding_side = padding_side
+        model.train(was_training)
+    return answers
+
+
+def answer_choices(situations: Sequence[Situation], answers: Sequence[str]) -> list[Choice]:
+    """Parse each generated answer into a choice (None = invalid) with its category."""
+    choices = []
+    for situation, answer in zip(situations, answers):
+        label = parse_answer(answer, situation.option_labels, situation.answer_variants)
+        choices.append(Choice(label=label, category=categorize(situation, label), answer=answer))
+    return choices

@@ -1,0 +1,161 @@
+"""Writing an eval-choices report: JSON, a per-situation CSV, a PNG figure, a terminal table.
+
+`-o report.json` puts ``report.csv`` and ``report.png`` beside it. All three
+files are written to temporary names and renamed into place only when every
+one of them is complete, so a failure leaves none behind. The figure is drawn
+on a matplotlib `Figure` with the Agg canvas (no display, no global backend).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from riskdpo.core.errors import UserError
+from riskdpo.evaluation.evaluate import Evaluation, natural_key
+from riskdpo.core.fileio import atomic_path
+
+#: Short column titles for the categories on the terminal and in the figure.
+CATEGORY_TITLES = {
+    "risk_averse": "risk-averse",
+    "risk_neutral": "risk-neutral",
+    "too_risk_averse": "too averse",
+    "other": "other",
+    "invalid": "invalid",
+}
+
+
+def output_paths(output: str | Path) -> tuple[Path, Path, Path]:
+    """report.json -> (report.json, report.csv, report.png)."""
+    report = Path(output)
+    if report.suffix.lower() != ".json":
+        raise UserError(f"-o {output}: the report must be a .json file (the CSV and PNG go beside it)")
+    return report, report.with_suffix(".csv"), report.with_suffix(".png")
+
+
+def write_evaluation(evaluation: Evaluation, output: str | Path) -> tuple[Path, Path, Path]:
+    """Write the report JSON, the per-situation CSV and the figure; return their paths."""
+    paths = output_paths(output)
+    with contextlib.ExitStack() as stack:
+        report_tmp, csv_tmp, png_tmp = (stack.enter_context(atomic_path(path)) for path in paths)
+        report_tmp.write_text(json.dumps(evaluation.report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_rows(evaluation.rows, csv_tmp)
+        plot_rates(evaluation.report, png_tmp)
+    return paths
+
+
+def write_rows(rows: list[dict[str, Any]], path: str | Path) -> None:
+    """The per-situation rows as CSV with a header."""
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["model"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _interval_bars(axis: Any, offset: float, width: float, label: str, points: list[tuple[int, float, list]]) -> None:
+    """Bars at x = slot + offset of (slot, rate, [low, high]) with asymmetric error bars."""
+    positions = [slot + offset for slot, _, _ in points]
+    rates = [rate for _, rate, _ in points]
+    errors = [[rate - low for _, rate, (low, _) in points], [high - rate for _, rate, (_, high) in points]]
+    axis.bar(positions, rates, width, yerr=errors, capsize=3, label=label)
+
+
+def plot_rates(report: dict[str, Any], path: str | Path) -> None:
+    """One panel of all category rates per model, then one panel per stratum of risk-averse rates."""
+    from matplotlib.figure import Figure
+
+    models = report["models"]
+    categories = report["categories"]
+    strata = sorted({stratum for model in models for stratum in model["strata"]})
+    figure = Figure(figsize=(10, 3.2 * (1 + len(strata))))
+    axes = figure.subplots(1 + len(strata), 1, squeeze=False)[:, 0]
+    width = 0.8 / len(models)
+    offsets = [(number - (len(models) - 1) / 2) * width for number in range(len(models))]
+
+    for model, offset in zip(models, offsets):
+        points = [(slot, model["rates"][c], model["intervals"][c]) for slot, c in enumerate(categories)]
+        _interval_bars(axes[0], offset, width, model["model"], points)
+    axes[0].set_xticks(range(len(categories)), [CATEGORY_TITLES.get(c, c) for c in categories])
+    axes[0].set_title("Choices by category (95% Wilson intervals)")
+
+    for axis, stratum in zip(axes[1:], strata):
+        values = sorted({value for model in models for value in model["strata"].get(stratum, {})}, key=natural_key)
+        for model, offset in zip(models, offsets):
+            groups = model["strata"].get(stratum, {})
+            points = [
+                (slot, groups[value]["rates"]["risk_averse"], groups[value]["intervals"]["risk_averse"])
+                for slot, value in enumerate(values)
+                if value in groups
+            ]
+            _interval_bars(axis, offset, width, model["model"], points)
+        axis.set_xticks(range(len(values)), values)
+        axis.set_title(f"Risk-averse rate by {stratum.replace('_', ' ')}")
+    for axis in axes:
+        axis.set_ylim(0, 1)
+        axis.set_ylabel("rate")
+        axis.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, format="png", dpi=80, metadata={"Software": None})
+
+
+def _rate(value: float, interval: list[float]) -> str:
+    return f"{value:.3f} [{interval[0]:.2f}, {interval[1]:.2f}]"
+
+
+def _alpha_line(alpha: dict[str, Any]) -> str:
+    """The implied alpha with its interval and verdict, or why there is none."""
+    if alpha["estimate"] is None:
+        return f"implied alpha not available ({alpha['reason']})"
+    text = f"implied alpha {alpha['estimate']:.3g}"
+    if alpha["interval"]:
+        low, high = alpha["interval"]
+        text += f" [{low:.3g}, {high:.3g}], {alpha['verdict']} {alpha['target']:g}"
+    edge = ", at the edge of the fitted range" if alpha["at_grid_edge"] else ""
+    return f"{text} ({alpha['situations']} situations{edge})"
+
+
+def _model_notes(model: dict[str, Any], examples: int) -> list[str]:
+    """Alpha, cooperate rate, skips and unparsed answers of one model."""
+    notes = [_alpha_line(model["alpha"])]
+    if model.get("cooperate"):
+        cooperate = model["cooperate"]
+        notes.append(f"cooperate rate {_rate(cooperate['rate'], cooperate['interval'])} over {cooperate['n']}")
+    notes += [f"{count} situations skipped ({reason})" for reason, count in model["skipped"].items()]
+    invalid = model["counts"].get("invalid", 0)
+    if invalid:
+        shown = "; ".join(repr(example["answer"]) for example in model["invalid_examples"][:examples])
+        notes.append(f"{invalid} unparsed answers (all in the CSV), e.g. {shown}")
+    return [f"{model['model']}: {note}" for note in notes]
+
+
+def format_table(report: dict[str, Any], examples: int = 3) -> str:
+    """A readable summary: one line per model, then alpha, skips, invalid answers and comparisons."""
+    models = report["models"]
+    first, *others = report["categories"]
+    width = max(len("model"), *(len(model["model"]) for model in models))
+    header = f"{'model':<{width}}  {'n':>5}  {CATEGORY_TITLES[first]:<21}"
+    header += "".join(f"  {CATEGORY_TITLES[c]:>12}" for c in others) + f"  {'P(averse)':>9}"
+    lines = [header, "-" * len(header)]
+    for model in models:
+        headline = _rate(model["rates"][first], model["intervals"][first])
+        line = f"{model['model']:<{width}}  {model['n']:>5}  {headline:<21}"
+        line += "".join(f"  {model['rates'][c]:>12.3f}" for c in others)
+        probability = model.get("mean_risk_averse_prob")
+        lines.append(line + (f"  {probability:>9.3f}" if probability is not None else f"  {'-':>9}"))
+    lines.append("")
+    for model in models:
+        lines += _model_notes(model, examples)
+    for reason, count in report["situations"]["skipped"].items():
+        lines.append(f"{count} situations skipped for every model ({reason})")
+    if report["comparisons"]:
+        lines.append("")
+    for comparison in report["comparisons"]:
+        low, high = comparison["interval"]
+        lines.append(
+            f"{comparison['b']} vs {comparison['a']}: risk-averse rate {comparison['risk_averse_diff']:+.3f} "
+            f"[{low:+.3f}, {high:+.3f}], McNemar p = {comparison['p_value']:.3g} (n = {comparison['n']})"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,109 @@
+"""Loading models and tokenizers by hub id, local directory or short name.
+
+Everything goes through `AutoModelForCausalLM.from_pretrained` /
+`AutoTokenizer.from_pretrained`, so a hub id such as ``microsoft/phi-2`` and a
+local directory behave the same. Short names map to models this package can
+provide offline (see `MODEL_ALIASES`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from riskdpo.core.errors import UserError
+
+#: Short model names users may pass to --model, resolved by `resolve_model`.
+MODEL_ALIASES = ("smollm2-135m",)
+
+_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+def resolve_model(name: str) -> str:
+    """Turn a short name into a loadable path; pass hub ids and directories through."""
+    if name == "smollm2-135m":
+        from riskdpo.models.smollm import smollm2_dir
+
+        return str(smollm2_dir())
+    return name
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """`auto` -> bf16 on a GPU that supports it, else fp32. Others pass through."""
+    import torch
+
+    if precision not in ("auto", *_DTYPES):
+        raise UserError(f"--precision {precision}: choose auto, bf16, fp16 or fp32")
+    if precision != "auto":
+        if precision == "fp16" and device == "cpu":
+            raise UserError("--precision fp16 needs a GPU; use bf16 or fp32 on the CPU")
+        return precision
+    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"
+
+
+def torch_dtype(precision: str):
+    """The torch dtype for a precision name (bf16, fp16, fp32)."""
+    import torch
+
+    return getattr(torch, _DTYPES[precision])
+
+
+#: Files one of which a local model directory needs to hold a tokenizer.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
+
+
+def load_tokenizer(name: str, *, trust_remote_code: bool = False) -> Any:
+    """Load a tokenizer; give it a pad token (EOS) when it has none.
+
+    A local directory without tokenizer files is an error here: transformers
+    would otherwise hand back an empty tokenizer that encodes every text as [].
+    """
+    from transformers import AutoTokenizer
+
+    path = resolve_model(name)
+    if Path(path).is_dir() and not any((Path(path) / file).exists() for file in TOKENIZER_FILES):
+        raise UserError(f"{name}: the model directory has no tokenizer files ({', '.join(TOKENIZER_FILES[:2])}, ...)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as error:
+        raise UserError(f"{name}: cannot load a tokenizer ({_first_line(error)})") from None
+    if tokenizer.eos_token is None:
+        raise UserError(f"{name}: the tokenizer has no EOS token, which completions need")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(name: str, *, precision: str = "fp32", trust_remote_code: bool = False, **kwargs: Any) -> Any:
+    """Load a causal LM in `precision` (bf16, fp16 or fp32)."""
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model(name)
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            path, dtype=torch_dtype(precision), trust_remote_code=trust_remote_code, **kwargs
+        )
+    except (OSError, ValueError) as error:
+        raise UserError(f"{name}: cannot load a causal language model ({_first_line(error)})") from None
+
+
+def hide_loading_bars() -> None:
+    """Stop transformers drawing its weight-loading and saving bars, for the rest of the process
+    (what --no-progress asks for beyond riskdpo's own bars)."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def default_device() -> str:
+    """`cuda` when a GPU is visible, else `cpu`."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

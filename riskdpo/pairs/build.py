@@ -1,0 +1,353 @@
+"""Preference pairs from situations: chosen = risk-averse, rejected per policy.
+
+A pair's *chosen* answer is the risk-averse agent's best option (CARA,
+alpha = 0.01). Its *rejected* answer comes from one of two agents:
+
+- ``risk_neutral``: the linear agent's best option (the usual rejected answer);
+- ``too_risk_averse``: the alpha = 0.10 agent's best option, so that the model
+  learns alpha = 0.01 and not "as timid as possible".
+
+`POLICIES` pick the rejected agent per situation: always one of the two, or
+``bucket``, which follows the sheet's `low_bucket_label` (``010_only`` ->
+too_risk_averse, ``lin_only`` -> risk_neutral, ``both`` -> a coin flip). The
+coin is a hash of (seed, sheet, situation_id), so it does not depend on which
+other situations are read, sampled or in what order.
+
+A situation is kept when its risk-averse set and the rejected agent's set are
+both non-empty and share no label; for the risk-neutral agent that is exactly a
+*disagreement*. When a set holds several (tied) labels, the first in prompt
+order is used. Splits go by situation, so a situation's pairs (augmented answer
+variants included) never sit on both sides of a train/validation split.
+
+Responses (`RESPONSES`) are the bare canonical label, the label as the prompt
+writes it, or a sheet's chain-of-thought answers `chosen_full`/`rejected_full`.
+Those are used as given: `rejected_full` holds *one* agent's reasoning (in
+`riskdpo generate` sheets the linear agent's wherever its best differs from
+the risk-averse best), so cot pairs are only meaningful under the policy that
+reasoning belongs to, usually ``risk-neutral``.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from riskdpo.core.errors import UserError
+from riskdpo.core.fileio import write_json, write_jsonl
+from riskdpo.data.labels import answer_variants as default_answer_variants
+from riskdpo.pairs.prompting import rewrite_instruction
+from riskdpo.data.situations import Situation, situation_digest
+
+#: --rejected values -> the rejected agent (None: decided per situation by its bucket).
+POLICIES: dict[str, str | None] = {
+    "risk-neutral": "risk_neutral",
+    "too-risk-averse": "too_risk_averse",
+    "bucket": None,
+}
+#: How a response is written: the canonical label ("b"), the label as the prompt
+#: writes it ("(b)"), or the sheet's chain-of-thought answers (chosen_full/rejected_full).
+RESPONSES = ("label", "as-written", "cot")
+#: low_bucket_label values -> rejected agent; "both" flips a seeded coin.
+BUCKETS: dict[str, str | None] = {"010_only": "too_risk_averse", "lin_only": "risk_neutral", "both": None}
+#: Output file types, by suffix.
+PAIR_SUFFIXES = (".jsonl", ".json")
+
+
+@dataclass
+class Eligible:
+    """Situations that can make a pair under a policy, and why the others cannot."""
+
+    kept: list[tuple[Situation, str]]  # (situation, rejected agent)
+    read: int
+    skipped: Counter = field(default_factory=Counter)  # reason -> situations
+
+    def describe_skips(self) -> str:
+        return ", ".join(f"{count} {reason}" for reason, count in self.skipped.most_common()) or "none"
+
+
+def bucket_coin(seed: int, sheet: str, situation_id: str) -> str:
+    """The rejected agent of a ``both`` situation: a fair coin from `situation_digest`."""
+    return "risk_neutral" if situation_digest(seed, sheet, situation_id)[0] % 2 == 0 else "too_risk_averse"
+
+
+def rejected_agent(situation: Situation, policy: str, seed: int = 0) -> tuple[str | None, str | None]:
+    """``(agent, None)`` for the rejected agent of `situation`, or ``(None, reason)`` to skip it."""
+    if POLICIES[policy] is not None:
+        return POLICIES[policy], None
+    bucket = situation.meta.get("low_bucket_label")
+    if bucket in (None, ""):
+        return None, "without low_bucket_label"
+    if bucket not in BUCKETS:
+        return None, f"with unknown low_bucket_label {bucket!r}"
+    return BUCKETS[bucket] or bucket_coin(seed, situation.sheet, situation.situation_id), None
+
+
+def skip_reason(situation: Situation, agent: str) -> str | None:
+    """Why `situation` cannot make a pair with `agent` rejected, or None when it can."""
+    rejected = getattr(situation, agent)
+    if not situation.risk_averse:
+        return "without risk_averse labels"
+    if not rejected:
+        return f"without {agent} labels"
+    if set(rejected) & set(situation.risk_averse):
+        return f"where the {agent} best is also risk-averse best"
+    return None
+
+
+def find_eligible(
+    situations: Sequence[Situation], policy: str = "risk-neutral", *, seed: int = 0, sheets: Sequence[str] | None = None
+) -> Eligible:
+    """The situations of `sheets` (all when None) that make a pair under `policy`.
+
+    Raises `UserError` for an unknown policy or a sheet no situation comes from.
+    """
+    if policy not in POLICIES:
+        raise UserError(f"--rejected {policy!r}: expected one of {', '.join(POLICIES)}")
+    present = list(dict.fromkeys(situation.sheet for situation in situations))
+    absent = [sheet for sheet in sheets or () if sheet not in present]
+    if absent:
+        raise UserError(f"no situations from sheet {', '.join(map(repr, absent))} (sheets: {', '.join(present)})")
+    eligible = Eligible(kept=[], read=len(situations))
+    for situation in situations:
+        if sheets and situation.sheet not in sheets:
+            eligible.skipped["from other sheets"] += 1
+            continue
+        agent, reason = rejected_agent(situation, policy, seed)
+        reason = reason or skip_reason(situation, agent)
+        if reason:
+            eligible.skipped[reason] += 1
+        else:
+            eligible.kept.append((situation, agent))
+    return eligible
+
+
+def sample_situations(kept: list, sample_size: int | None, seed: int = 0) -> list:
+    """`sample_size` items of `kept` drawn with `random.Random(seed)`, in their original order.
+
+    All of `kept` when `sample_size` is None or at least its length.
+    """
+    if sample_size is not None and sample_size < 1:
+        raise UserError(f"--sample-size {sample_size}: must be at least 1")
+    if sample_size is None or sample_size >= len(kept):
+        return list(kept)
+    picked = sorted(random.Random(seed).sample(range(len(kept)), sample_size))
+    return [kept[index] for index in picked]
+
+
+def _first_in_prompt_order(situation: Situation, labels: list[str]) -> str:
+    """The label of `labels` that comes first in the prompt (ties broken by prompt order)."""
+    order = {label: position for position, label in enumerate(situation.option_labels)}
+    return min(labels, key=lambda label: order.get(label, len(order)))
+
+
+def _response(situation: Situation, label: str, response: str, cot_column: str) -> str:
+    """The answer text for `label` in the `response` form."""
+    if response == "label":
+        return label
+    if response == "as-written":
+        if label not in situation.option_labels:
+            raise UserError(
+                f"sheet '{situation.sheet}', situation {situation.situation_id}: label {label!r} is not among the prompt's options"
+            )
+        return situation.written(label)
+    text = situation.meta.get(cot_column)
+    if not isinstance(text, str) or not text.strip():
+        raise UserError(
+            f"sheet '{situation.sheet}', situation {situation.situation_id}: --response cot needs a {cot_column} column"
+        )
+    return text
+
+
+def _variant_shape(variant: str, label: str) -> str:
+    """`variant` with its label replaced by a placeholder: ``"Option b"`` -> ``"Option {}"``.
+
+    Lower and upper case get different placeholders, so ``"B"`` pairs with
+    ``"A"`` and ``"b"`` with ``"a"``. The label must stand alone (not inside a
+    word), so ``"Option"`` keeps its letters.
+    """
+    pattern = re.compile(rf"(?<![0-9A-Za-z]){re.escape(label)}(?![0-9A-Za-z])", re.IGNORECASE)
+    return pattern.sub(lambda match: "{}" if match.group(0) == label else "{U}", variant)
+
+
+def variant_pairs(situation: Situation, chosen: str, rejected: str) -> list[tuple[str, str]]:
+    """Answer variants of the two labels written the same way: ``[("(b)", "(a)"), ("B", "A"), ...]``.
+
+    Variants come from `Situation.answer_variants`; a label it lacks gets
+    `riskdpo.data.labels.answer_variants` of the label as written.
+    """
+
+    def variants(label: str) -> list[str]:
+        written = situation.written(label) if label in situation.option_labels else None
+        return situation.answer_variants.get(label) or default_answer_variants(label, written)
+
+    rejected_by_shape = {}
+    for variant in variants(rejected):
+        rejected_by_shape.setdefault(_variant_shape(variant, rejected), variant)
+    pairs = []
+    for variant in variants(chosen):
+        match = rejected_by_shape.get(_variant_shape(variant, chosen))
+        if match is not None and (variant, match) not in pairs:
+            pairs.append((variant, match))
+    return pairs
+
+
+def situation_pairs(
+    situation: Situation,
+    agent: str,
+    *,
+    response: str = "label",
+    instruction: str | None = None,
+    augment_variants: int = 0,
+) -> list[dict]:
+    """The pair of one situation (plus up to `augment_variants` answer-variant pairs)."""
+    chosen_label = _first_in_prompt_order(situation, situation.risk_averse)
+    rejected_label = _first_in_prompt_order(situation, getattr(situation, agent))
+    answers = [
+        (_response(situation, chosen_label, response, "chosen_full"), _response(situation, rejected_label, response, "rejected_full"))
+    ]
+    if augment_variants:
+        extra = [pair for pair in variant_pairs(situation, chosen_label, rejected_label) if pair != answers[0]]
+        answers += extra[:augment_variants]
+    prompt = rewrite_instruction(situation.prompt, instruction)
+    return [
+        {
+            "prompt": prompt,
+            "chosen": chosen,
+            "rejected": rejected,
+            "situation_id": situation.situation_id,
+            "sheet": situation.sheet,
+            "rejected_kind": agent,
+            "response": response,
+            "instruction": instruction,
+        }
+        for chosen, rejected in answers
+    ]
+
+
+def pairs_from_eligible(
+    eligible: Eligible,
+    *,
+    sample_size: int | None = None,
+    seed: int = 0,
+    response: str = "label",
+    instruction: str | None = None,
+    augment_variants: int = 0,
+) -> list[dict]:
+    """Sample the eligible situations and turn each into its pair(s).
+
+    Raises `UserError` when no situation is eligible (saying why) or an option
+    is out of range.
+    """
+    if response not in RESPONSES:
+        raise UserError(f"--response {response!r}: expected one of {', '.join(RESPONSES)}")
+    if augment_variants < 0:
+        raise UserError(f"--augment-variants {augment_variants}: must be 0 or more")
+    if augment_variants and response == "cot":
+        raise UserError("--augment-variants works with --response label or as-written, not cot")
+    if not eligible.kept:
+        raise UserError(f"no situation can make a pair: of {eligible.read} read, {eligible.describe_skips()}")
+    sampled = sample_situations(eligible.kept, sample_size, seed)
+    return [
+        pair
+        for situation, agent in sampled
+        for pair in situation_pairs(
+            situation, agent, response=response, instruction=instruction, augment_variants=augment_variants
+        )
+    ]
+
+
+def select_pairs(
+    situations: Sequence[Situation],
+    policy: str = "risk-neutral",
+    *,
+    sample_size: int | None = None,
+    seed: int = 0,
+    sheets: Sequence[str] | None = None,
+    response: str = "label",
+    instruction: str | None = None,
+    augment_variants: int = 0,
+) -> list[dict]:
+    """Pairs (chosen = risk-averse, rejected per `policy`) from `situations`, sampled with `seed`."""
+    eligible = find_eligible(situations, policy, seed=seed, sheets=sheets)
+    return pairs_from_eligible(
+        eligible,
+        sample_size=sample_size,
+        seed=seed,
+        response=response,
+        instruction=instruction,
+        augment_variants=augment_variants,
+    )
+
+
+def split_by_situation(pairs: list[dict], fraction: float, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """Split pairs into (train, validation) with about `fraction` of the situations in validation.
+
+    Situations are keyed by (sheet, situation_id) and shuffled with
+    `random.Random(seed)`; the validation side gets round(fraction * n)
+    situations (at least one) and the train side keeps at least one. Pairs keep
+    their order within each side.
+    """
+    if not 0 < fraction < 1:
+        raise UserError(f"--val-fraction {fraction}: must lie strictly between 0 and 1")
+    keys = list(dict.fromkeys((pair["sheet"], pair["situation_id"]) for pair in pairs))
+    if len(keys) < 2:
+        raise UserError(f"--val-fraction needs at least 2 situations to split; there are {len(keys)}")
+    random.Random(seed).shuffle(keys)
+    held_out = set(keys[: min(len(keys) - 1, max(1, round(fraction * len(keys))))])
+    train = [pair for pair in pairs if (pair["sheet"], pair["situation_id"]) not in held_out]
+    validation = [pair for pair in pairs if (pair["sheet"], pair["situation_id"]) in held_out]
+    return train, validation
+
+
+def check_pairs_path(path: str | Path) -> Path:
+    """`path` as a Path when it ends in .jsonl or .json; `UserError` otherwise."""
+    target = Path(path)
+    if target.suffix.lower() not in PAIR_SUFFIXES:
+        raise UserError(f"{target}: pairs are written as .jsonl or .json, not '{target.suffix}'")
+    return target
+
+
+def output_paths(output: str | Path, val_fraction: float | None, val_output: str | Path | None) -> tuple[Path, Path | None]:
+    """The train pairs file and, when `val_fraction` is given, the validation file.
+
+    The validation file defaults to ``<stem>_val<suffix>`` beside `output`
+    (``pairs.jsonl`` -> ``pairs_val.jsonl``). Both must be .jsonl or .json and
+    differ, checked before anything is written.
+    """
+    train_path = check_pairs_path(output)
+    if val_fraction is None:
+        return train_path, None
+    val_path = check_pairs_path(val_output or train_path.with_name(f"{train_path.stem}_val{train_path.suffix}"))
+    if val_path.resolve() == train_path.resolve():
+        raise UserError(f"{val_path}: the validation pairs need a file other than --output")
+    return train_path, val_path
+
+
+def write_pairs(path: str | Path, pairs: list[dict]) -> None:
+    """Write pairs atomically: one object a line for .jsonl, a JSON array for .json."""
+    target = check_pairs_path(path)
+    if target.suffix.lower() == ".jsonl":
+        write_jsonl(target, pairs)
+    else:
+        write_json(target, pairs)
+
+
+def summary_lines(eligible: Eligible, train: list[dict], validation: list[dict] | None, sample_size: int | None) -> list[str]:
+    """What `make-pairs` did, one fact a line."""
+    lines = [
+        f"situations read: {eligible.read}",
+        f"kept: {len(eligible.kept)}",
+        f"skipped: {eligible.describe_skips()}",
+    ]
+    if sample_size is not None and sample_size < len(eligible.kept):
+        lines.append(f"sampled: {sample_size} of the {len(eligible.kept)} kept situations")
+    elif sample_size is not None:
+        lines.append(f"sample size {sample_size} is not below the {len(eligible.kept)} kept situations: all are used")
+    lines.append(f"pairs written: {len(train)} train" + (f", {len(validation)} validation" if validation is not None else ""))
+    kinds = Counter(pair["rejected_kind"] for pair in train + (validation or []))
+    lines.append("rejected_kind: " + ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items())))
+    return lines

@@ -1,0 +1,85 @@
+"""Prompt text as a model sees it, identical in training and evaluation.
+
+Two steps, both recorded in a run's `run.json` so that `eval-choices` formats
+prompts exactly as `train` did:
+
+1. `rewrite_instruction`: users often replace the prompt's closing instruction
+   ("You can think about which you'd choose and then output your answer.") with
+   their own ("Output the label of your chosen option only.").
+2. `render_prompt`: the tokenizer's chat template (user turn, optional system
+   turn, generation prompt) when it has one and it is wanted; the raw text
+   otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from riskdpo.data.labels import find_option_lines
+
+#: Sentences that open a closing instruction in the prompts seen in real sheets.
+_INSTRUCTION = re.compile(
+    r"(?:^|(?<=[.?!]\s)|(?<=\n))\s*(?:You (?:can|should|may|must)|Output|Please|Answer|Respond|Reply|Think|Give|State|Only output)\b[^\n]*$",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """How prompts are turned into model input; stored in run.json as a dict."""
+
+    chat_template: bool = True
+    system: str | None = None
+    instruction: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def rewrite_instruction(prompt: str, instruction: str | None) -> str:
+    """Replace the prompt's closing instruction with `instruction`.
+
+    The closing instruction is the trailing text after the last option line that
+    starts with an imperative such as "You can ...", "Output ...", "Please ...".
+    When the prompt has none, `instruction` is appended on its own line. With
+    `instruction` None the prompt is returned unchanged.
+    """
+    if not instruction:
+        return prompt
+    lines = prompt.rstrip().split("\n")
+    options = find_option_lines(prompt)
+    last_option = 0
+    if options:
+        last_written = options[-1][0]
+        for number, line in enumerate(lines):
+            if line.lstrip().startswith(last_written):
+                last_option = number
+    head = "\n".join(lines[: last_option + 1])
+    tail = "\n".join(lines[last_option + 1 :])
+    match = _INSTRUCTION.search(tail)
+    if match:
+        before = tail[: match.start()].rstrip(" ")
+        tail = before + (" " if before and not before.endswith("\n") else "") + instruction
+        return f"{head}\n{tail}" if head else tail
+    return f"{prompt.rstrip()}\n{instruction}"
+
+
+def render_prompt(tokenizer: Any, prompt: str, fmt: PromptFormat) -> str:
+    """The exact text a model is given for `prompt` under format `fmt`.
+
+    With a chat template the prompt is the user turn (after an optional system
+    turn) followed by the template's generation prompt, so a completion is the
+    assistant's answer.
+    """
+    text = rewrite_instruction(prompt, fmt.instruction)
+    if fmt.chat_template and getattr(tokenizer, "chat_template", None):
+        messages = []
+        if fmt.system:
+            messages.append({"role": "system", "content": fmt.system})
+        messages.append({"role": "user", "content": text})
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if fmt.system:
+        return f"{fmt.system}\n\n{text}"
+    return text

@@ -1,0 +1,137 @@
+"""Which weights train: LoRA adapters (optionally on a 4-bit base, QLoRA) or
+the full model with its first blocks frozen; and merging adapters back.
+
+LoRA (Hu et al. 2021) trains a low-rank update W + (α/r)·B·A beside each
+targeted linear layer, with B = 0 at the start, so the model with a fresh
+adapter *is* the base model. DPO uses that: with the adapter disabled the model
+is its own reference. QLoRA (Dettmers et al. 2023) keeps the frozen base in 4-bit
+NF4 and the adapter in full precision.
+
+A finished adapter is merged into an unquantized copy of the base
+(`merge_adapter`), so every saved model is a plain causal LM that loads with
+`AutoModelForCausalLM.from_pretrained`, without peft.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from riskdpo.core.errors import UserError
+from riskdpo.models.loading import load_model, torch_dtype
+
+
+def lora_config(rank: int, alpha: float, dropout: float, targets: str = "all-linear") -> Any:
+    """A peft `LoraConfig` for a causal LM.
+
+    `targets` is "all-linear" (every linear projection except the output head)
+    or a comma-separated list of module names such as "q_proj,v_proj".
+    """
+    from peft import LoraConfig
+
+    target_modules = targets if targets == "all-linear" else [name.strip() for name in targets.split(",") if name.strip()]
+    return LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, task_type="CAUSAL_LM")
+
+
+def quantization_config(precision: str) -> Any:
+    """4-bit NF4 quantization for QLoRA; a `UserError` where it cannot run."""
+    if importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available():
+        raise UserError("--load-in-4bit needs a CUDA GPU and the bitsandbytes package (pip install bitsandbytes)")
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_compute_dtype=torch_dtype(precision),
+        bnb_4bit_use_double_quant=True,
+    )
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Set every dropout module to p = 0.
+
+    DPO's loss assumes the policy equals the reference at the start; dropout in
+    the policy's forward pass (phi-2 has resid_pdrop = 0.1) would break that
+    and make runs depend on the random state of each process.
+    """
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+
+
+def add_adapter(model: Any, config: Any, *, quantized: bool, gradient_checkpointing: bool) -> Any:
+    """Wrap `model` in a fresh, trainable LoRA adapter (base weights frozen)."""
+    from peft import prepare_model_for_kbit_training
+
+    if quantized:
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    return _with_adapter(model, config)
+
+
+def _with_adapter(model: Any, config: Any) -> Any:
+    """peft's `get_peft_model`, quiet about a transformers attribute it reads (deprecated in v5)."""
+    from peft import get_peft_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return get_peft_model(model, config)
+
+
+def transformer_blocks(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The model's list of transformer blocks (the ModuleList with one entry per layer)."""
+    layers = model.config.num_hidden_layers
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == layers:
+            return module
+    raise UserError(f"{type(model).__name__}: cannot find its {layers} transformer blocks to freeze")
+
+
+def freeze_first_blocks(model: torch.nn.Module, count: int) -> None:
+    """Freeze the input embeddings and the first `count` transformer blocks.
+
+    The lowest layers hold the most general features; freezing them saves
+    optimizer memory and keeps fine-tuning from drifting far from the base.
+    """
+    blocks = transformer_blocks(model)
+    if count > len(blocks):
+        raise UserError(f"--freeze-layers {count}: the model has only {len(blocks)} transformer blocks")
+    for module in [model.get_input_embeddings(), *blocks[:count]]:
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
+
+
+def adapter_state(peft_model: Any, full_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The adapter's own weights out of the full state dict of a peft model."""
+    from peft import get_peft_model_state_dict
+
+    return {key: value.detach().cpu() for key, value in get_peft_model_state_dict(peft_model, state_dict=full_state).items()}
+
+
+def merge_adapter(
+    base: str, adapter: dict[str, torch.Tensor], config: Any, *, precision: str, trust_remote_code: bool = False
+) -> Any:
+    """A plain model: the unquantized base with `adapter` merged into its weights.
+
+    W' = W + (α/r)·B·A for each adapted layer (peft `merge_and_unload`); the
+    result has no peft modules and no peft entries in its config.
+    """
+    from peft import set_peft_model_state_dict
+
+    model = load_model(base, precision=precision, trust_remote_code=trust_remote_code)
+    peft_model = _with_adapter(model, config)
+    set_peft_model_state_dict(peft_model, adapter)
+    return peft_model.merge_and_unload()
+
+
+def save_plain_model(model: Any, tokenizer: Any, directory: str | Path, state_dict: dict | None = None) -> None:
+    """Save a model and its tokenizer (chat template included) with save_pretrained."""
+    model.save_pretrained(directory, state_dict=state_dict)
+    tokenizer.save_pretrained(directory)

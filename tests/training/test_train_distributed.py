@@ -1,0 +1,60 @@
+"""Two real CPU processes (torchrun, gloo) take the same steps as one process
+with the same global batch: same metrics, same final weights."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from helpers import SUBPROCESS_ENV, choice_pairs, final_weights, read_jsonl, tiny_model, write_pairs  # noqa: F401
+from riskdpo.training.metrics import without_timing
+from riskdpo.training.train import TrainConfig, train
+
+OPTIONS = {"epochs": 2, "lr": 5e-3, "lora_dropout": 0.0, "max_length": 128, "seed": 7}
+
+
+def assert_same_run(one, other) -> None:
+    first, second = final_weights(one), final_weights(other)
+    assert first.keys() == second.keys()
+    for key in first:
+        assert torch.allclose(first[key], second[key], atol=1e-5, rtol=1e-4), key
+    lines, other_lines = read_jsonl(one / "metrics.jsonl"), read_jsonl(other / "metrics.jsonl")
+    assert len(lines) == len(other_lines)
+    for line, other_line in zip(lines, other_lines):
+        line, other_line = without_timing(line), without_timing(other_line)
+        assert line.keys() == other_line.keys()
+        for key in line:
+            assert line[key] == pytest.approx(other_line[key], rel=1e-4, abs=1e-5), (line["step"], key)
+
+
+def test_two_processes_match_one_process(tiny_model, tmp_path):  # noqa: F811
+    # 13 pairs: the last global batch of 4 holds one pair, so process 1 gets an
+    # empty slice and must still join the gradient all-reduce.
+    dataset = write_pairs(tmp_path / "pairs.jsonl", choice_pairs()[:13])
+    single = tmp_path / "single"
+    train(TrainConfig(dataset=str(dataset), output_dir=str(single), model=str(tiny_model), val=str(dataset),
+                      batch_size=4, progress=False, **OPTIONS))
+    accumulated = tmp_path / "accumulated"
+    train(TrainConfig(dataset=str(dataset), output_dir=str(accumulated), model=str(tiny_model), val=str(dataset),
+                      batch_size=2, grad_accum=2, progress=False, **OPTIONS))
+
+    pair = tmp_path / "two-processes"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "riskdpo.cli", "train", "--dataset", str(dataset), "--val", str(dataset), "--output-dir", str(pair),
+        "--model", str(tiny_model), "--batch-size", "2", "--no-progress",
+        *[f"--{key.replace('_', '-')}={value}" for key, value in OPTIONS.items()],
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, **SUBPROCESS_ENV})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == str(pair / "final-model")  # printed once, by rank 0
+
+    run = json.loads((pair / "run.json").read_text())
+    assert run["world_size"] == 2 and run["global_batch_size"] == 4 and run["steps"] == 8
+    assert json.loads((single / "run.json").read_text())["steps"] == 8
+    assert_same_run(single, pair)
+    assert_same_run(single, accumulated)
+    assert read_jsonl(single / "metrics.jsonl")[-1]["val/loss"] < read_jsonl(single / "metrics.jsonl")[0]["val/loss"]
