@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from suite_imports import third_party_imports
 from test_readme import setup_command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +33,13 @@ def test_readme_setup_in_a_clean_venv_then_tiny_demo(tmp_path):
     env.update(PATH=f"{venv / 'bin'}:{env['PATH']}", WANDB_MODE="offline", HF_HUB_OFFLINE="1")
     install = subprocess.run(command, shell=True, cwd=clone, env=env, capture_output=True, text=True)
     assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
+
+    # The whole suite's dependencies, not only the demo's: every third-party module
+    # the package, tests, benchmarks and experiments import loads in the new venv.
+    modules = sorted(third_party_imports())
+    imports = subprocess.run([str(python), "-c", "; ".join(f"import {name}" for name in modules)],
+                             cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert imports.returncode == 0, imports.stderr[-3000:]
 
     demo = subprocess.run([str(venv / "bin" / "riskdpo"), "demo", "--model", "tiny", "--out", str(tmp_path / "demo")],
                           cwd=clone, env=env, capture_output=True, text=True, timeout=600)
