@@ -28,7 +28,7 @@ from harness import REPO_DIR, BenchmarkError, benchmark_env, riskdpo_command
 LABEL_SHEET = "train"
 COT_SHEET = "train_cot"
 
-#: phi-2's shape (DESIGN.md), for GPU benchmarks without its weights.
+#: phi-2's shape (its config.json on the hub), for GPU benchmarks without its weights.
 PHI2_SHAPE = dict(
     hidden_size=2560,
     num_hidden_layers=32,

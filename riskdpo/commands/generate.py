@@ -1,4 +1,4 @@
-"""`riskdpo generate`: fresh choice-situation sheets in layout 1 of DATA.md."""
+"""`riskdpo generate`: fresh choice-situation sheets in layout 1 of `docs/data-formats.md`."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from riskdpo.data.workbook import add_sheet
 def generate(config, output, count, stakes, seed, framing, keep, include_agreements, cot, sheet, append):
     """Generate random choice situations into sheet SHEET of an .xlsx workbook.
 
-    One row per option (layout 1 of DATA.md) with prompts, prizes, percents,
+    One row per option (layout 1 of `docs/data-formats.md`) with prompts, prizes, percents,
     expected utilities and every agent's best labels, computed in log space as
     `riskdpo convert --verify` recomputes them. Build a train sheet and held-out
     sheets in one file with --append:

@@ -1,6 +1,6 @@
 """Turning tables of spreadsheet rows into situations (the `riskdpo convert` library).
 
-Both layouts of DATA.md are read:
+Both layouts of `docs/data-formats.md` are read:
 
 * layout 1, one row per option: rows sharing `situation_id` form a situation,
   `option_index` (0-based) orders them, `prizes_display` + `probs_percent` give
@@ -9,7 +9,7 @@ Both layouts of DATA.md are read:
   options;
 * layout 2, one row per situation: `correct_label` (risk-averse) and
   `incorrect_label` (risk-neutral), with negative-index corruption repaired from
-  `labels_vector` (-1 = its first entry, -2 = its second: DATA.md's rule, not
+  `labels_vector` (-1 = its first entry, -2 = its second: the files' own rule, not
   Python's negative indexing).
 
 Option labels always come from the prompt's option lines, so a label in the
@@ -355,7 +355,7 @@ def _layout1_groups(table: Table, positions: dict[str, int], problem) -> dict[st
 def _resolve_label(value: Any, column: str, labels: list[str], vector: list[Any] | None, row: int) -> tuple[str, str | None]:
     """The canonical label a layout-2 cell names, and a note when it was repaired.
 
-    A negative index -k names entry k of `labels_vector` (DATA.md: -1 = first).
+    A negative index -k names entry k of `labels_vector` (`docs/data-formats.md`: -1 = first).
     """
     if value is None:
         raise RowProblem(row, f"{column} is empty")

@@ -1,6 +1,6 @@
 """Expected utility of lotteries, computed in log space so that nothing overflows.
 
-Agents (DATA.md): risk-averse CARA with alpha = 0.01, "too risk-averse" CARA with
+Agents (`docs/data-formats.md`): risk-averse CARA with alpha = 0.01, "too risk-averse" CARA with
 alpha = 0.10, and risk-neutral (linear). CARA is wealth-independent, so utility
 is taken over prizes x_i (changes in wealth) with probabilities p_i:
 

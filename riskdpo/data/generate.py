@@ -76,7 +76,7 @@ STAKES: dict[str, PrizeRange] = {
     "high": PrizeRange(1_000.0, 500_000.0, log_uniform=True),
     "astronomical": PrizeRange(1.0, 1e94, log_uniform=True),
 }
-#: Label styles of DATA.md; "a" stands for the letter, "1" for the number.
+#: Label styles of `docs/data-formats.md`; "a" stands for the letter, "1" for the number.
 LABEL_STYLES = ("a.", "(a)", "a", "1.", "(1)", "1", "(a).", "(1).")
 #: How outcomes are written: "82% probability of $749", "probability 0.82 of $749", "Likely to give $749".
 PROBABILITY_FORMATS = ("percent", "decimal", "verbal")
@@ -216,7 +216,7 @@ def percents_of(option: Option) -> list[int]:
 
 
 def low_bucket_label(risk_averse: list[str], risk_neutral: list[str], too_risk_averse: list[str]) -> str | None:
-    """Which agents' best options differ from the risk-averse best (DATA.md buckets).
+    """Which agents' best options differ from the risk-averse best: `low_bucket_label` of `docs/data-formats.md`.
 
     ``lin_only``: only the linear best differs; ``010_only``: only the
     alpha = 0.10 best differs; ``both``: both differ; None: neither.
@@ -369,7 +369,7 @@ def generate_situations(spec: GenerateSpec) -> list[Situation]:
 
 
 # ---------------------------------------------------------------------------
-# Layout 1 of DATA.md: one row per option.
+# Layout 1 of `docs/data-formats.md`: one row per option.
 
 BASE_COLUMNS = [
     "situation_id", "option_index", "num_options", "num_outcomes", "option_type",

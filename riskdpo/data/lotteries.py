@@ -1,7 +1,7 @@
 """Lotteries: prizes with probabilities, from sheet columns or from a prompt's option line.
 
 Sheets give probabilities as integer percents that may not sum to exactly 100
-after rounding; prompts write each outcome in one of three ways (DATA.md):
+after rounding; prompts write each outcome in one of three ways (`docs/data-formats.md`):
 ``82% probability of $749``, ``probability 0.82 of $749``, or a verbal phrase
 from `riskdpo.data.expected_utility.VERBAL_PROBABILITIES` (``Likely to give $749`` = 80%).
 Both become ``(prizes, probabilities as fractions summing to 1)``.
@@ -26,7 +26,7 @@ def _amount(name: str) -> str:
 _VERBAL = "|".join(
     re.escape(phrase).replace("'", "['’]") for phrase in sorted(VERBAL_PROBABILITIES, key=len, reverse=True)
 )
-#: One outcome of a lottery as a prompt writes it, in any of DATA.md's three ways.
+#: One outcome of a lottery as a prompt writes it, in any of the three ways of `docs/data-formats.md`.
 _OUTCOME = re.compile(
     rf"(?P<percent>\d+(?:\.\d+)?)\s*%\s*(?:probability|chance)\s+(?:of|to\s+\w+)\s+{_amount('percent_amount')}"
     rf"|probability\s+(?:of\s+)?(?P<fraction>\d*\.\d+|[01])\s+(?:of|to\s+\w+)\s+{_amount('fraction_amount')}"

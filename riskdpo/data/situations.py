@@ -1,11 +1,11 @@
 """The choice-situation model and the situations.json contract.
 
 A situation is one prompt offering 2-5 lotteries, with the label sets each agent
-picks (DATA.md, DESIGN.md). `risk_averse` (CARA alpha = 0.01) is the chosen
-answer for training; `risk_neutral` (linear) the usual rejected one;
-`too_risk_averse` (CARA alpha = 0.10) the second kind of rejected answer. A
-label set holds several labels when options tie, and is empty where a sheet
-lacks the column.
+picks (agents and sheets: `docs/data-formats.md`; the file: `docs/pipeline.md`).
+`risk_averse` (CARA alpha = 0.01) is the chosen answer for training;
+`risk_neutral` (linear) the usual rejected one; `too_risk_averse` (CARA
+alpha = 0.10) the second kind of rejected answer. A label set holds several
+labels when options tie, and is empty where a sheet lacks the column.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Recomputing each agent's best options from the lotteries, to check a sheet's labels.
 
 For every situation whose options carry prizes and probabilities, the three
-agents of DATA.md are re-run with `riskdpo.data.expected_utility.best_labels` (log-space CARA,
+agents of `docs/data-formats.md` are re-run with `riskdpo.data.expected_utility.best_labels` (log-space CARA,
 no overflow at +-1e94):
 
     risk_averse      CARA alpha = 0.01   argmax_o  CE_0.01(o)

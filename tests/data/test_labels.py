@@ -1,10 +1,10 @@
-"""Option labels: canonical form, every label style of DATA.md, answer variants."""
+"""Option labels: canonical form, every label style of `docs/data-formats.md`, answer variants."""
 
 import pytest
 
 from riskdpo.data.labels import answer_variants, canonical_label, find_option_lines, find_option_texts, label_style
 
-#: Every label style DATA.md lists, with how its first three labels are written.
+#: Every label style `docs/data-formats.md` lists, with how its first three labels are written.
 STYLES = {
     "a.": ["a.", "b.", "c."],
     "(a)": ["(a)", "(b)", "(c)"],
