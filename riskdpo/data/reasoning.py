@@ -54,12 +54,12 @@ def option_line(option: Option, alphas: Sequence[float], name_alphas: bool) -> s
     """``Option b: expected value 0.50 * $100 + 0.50 * $0 = $50.00; certainty equivalent $37.99.``
 
     One certainty equivalent per alpha of `alphas`, each written
-    ``certainty equivalent at alpha = 0.01 $37.99`` when `name_alphas`.
+    ``certainty equivalent CE(0.01) = $37.99`` when `name_alphas`.
     """
     terms = " + ".join(f"{p:.2f} * {format_money(x)}" for p, x in zip(option.probs, option.prizes))
     line = f"Option {option.label}: expected value {terms} = {format_money(expected_value(option), cents=True)}"
     for alpha in alphas:
-        named = f" at alpha = {alpha:g}" if name_alphas else ""
+        named = f" CE({alpha:g}) =" if name_alphas else ""
         ce = certainty_equivalent(option.prizes, option.probs, alpha)
         line += f"; certainty equivalent{named} {format_money(ce, cents=True)}"
     return line + "."
@@ -98,8 +98,10 @@ def matched_reasoning(options: Sequence[Option], alpha: float, shown_alphas: Seq
     Every option line gives EV and the CE at each positive alpha of
     `shown_alphas` (pass the same `shown_alphas` for both agents of a pair;
     `alpha` must be 0 or one of them). Only the last two lines depend on
-    `alpha`: the rule (highest EV for alpha = 0, else highest CE at alpha) with
-    the option it picks, and ``Answer: <label>``.
+    `alpha`: the rule (highest EV for alpha = 0, else highest CE(alpha)) with
+    the option it picks, and ``Answer: <label>``; the rules are written
+    equally briefly (``EV``, ``CE(0.01)``), so the two texts differ in length
+    by a few characters only.
     """
     shown = sorted({a for a in shown_alphas if a > 0})
     if alpha and alpha not in shown:
@@ -109,10 +111,10 @@ def matched_reasoning(options: Sequence[Option], alpha: float, shown_alphas: Seq
     at = " and ".join(f"alpha = {a:g}" for a in shown)
     lines = [
         "For each option I work out the expected value EV = sum p x and the certainty equivalent "
-        f"CE = -ln(sum p exp(-alpha x)) / alpha at {at}."
+        f"CE(alpha) = -ln(sum p exp(-alpha x)) / alpha at {at}."
     ]
     lines += [option_line(option, shown, name_alphas=True) for option in options]
-    rule = "expected value" if alpha == 0 else f"certainty equivalent at alpha = {alpha:g}"
+    rule = "EV" if alpha == 0 else f"CE({alpha:g})"
     best = _best(options, alpha)
     lines.append(f"I choose the option with the highest {rule}: option {best}.")
     lines.append(f"Answer: {best}")
