@@ -313,6 +313,7 @@ def select_pairs(
     response: str = "label",
     instruction: str | None = None,
     augment_variants: int = 0,
+    balance_positions: int | None = None,
 ) -> list[dict]:
     """Pairs (chosen = risk-averse, rejected per `policy`) from `situations`, sampled with `seed`."""
     eligible = find_eligible(situations, policy, seed=seed, sheets=sheets)
@@ -323,6 +324,7 @@ def select_pairs(
         response=response,
         instruction=instruction,
         augment_variants=augment_variants,
+        balance_positions=balance_positions,
     ).pairs
 
 

@@ -16,13 +16,13 @@ from click.testing import CliRunner
 from riskdpo.cli import main
 from riskdpo.data.expected_utility import RISK_AVERSE_ALPHA, TOO_RISK_AVERSE_ALPHA, best_labels, certainty_equivalent
 from riskdpo.data.generate import GenerateSpec, generate_situations
-from riskdpo.data.labels import find_option_texts
+from riskdpo.data.labels import canonical_label, find_option_texts
 from riskdpo.data.lotteries import prompt_lottery
 from riskdpo.data.reasoning import format_money
 from riskdpo.data.situations import save_situations
 from riskdpo.evaluation.answers import parse_answer
 from riskdpo.pairs.balance import balanced_rotations, line_counts
-from riskdpo.pairs.build import build_pairs, find_eligible
+from riskdpo.pairs.build import build_pairs, find_eligible, select_pairs
 
 AGENT_ALPHA = {"risk_neutral": 0.0, "too_risk_averse": TOO_RISK_AVERSE_ALPHA}
 
@@ -93,6 +93,17 @@ def test_fewer_renderings_than_options_are_as_even_as_possible(renderings):
     for pair in built.pairs:
         assert [pair["chosen"]] == prompt_best(pair["prompt"], RISK_AVERSE_ALPHA)
         assert [pair["rejected"]] == prompt_best(pair["prompt"], AGENT_ALPHA[pair["rejected_kind"]])
+
+
+def test_select_pairs_balances_with_augmented_variants_too():
+    situations = generated(40, stakes="low")
+    pairs = select_pairs(situations, balance_positions=5, augment_variants=1)
+    # each rendering gives its pair and one variant pair, both naming the rotated labels
+    assert len(pairs) == 2 * sum(len(s.option_labels) for s in situations)
+    for first, variant in zip(pairs[::2], pairs[1::2]):
+        assert first["prompt"] == variant["prompt"] and first["option_order"] == variant["option_order"]
+        assert [first["chosen"]] == prompt_best(first["prompt"], RISK_AVERSE_ALPHA)
+        assert canonical_label(variant["chosen"]) == first["chosen"]
 
 
 def test_balanced_rotations_are_distinct_seeded_and_cover_small_situations_fully():
