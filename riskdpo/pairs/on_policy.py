@@ -41,7 +41,7 @@ from riskdpo.models.loading import default_device, load_model, load_tokenizer, r
 from riskdpo.pairs.build import find_eligible, sample_situations
 from riskdpo.pairs.prompting import PromptFormat, render_prompt, rewrite_instruction
 
-#: How an answer is graded, in precedence order.
+#: How an answer is graded (the order the summary lists them in).
 OUTCOMES = ("risk_averse", "rejected", "unparsable", "other")
 #: The `response` field of sampled pairs.
 SAMPLED_RESPONSE = "sampled"
