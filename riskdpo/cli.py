@@ -42,9 +42,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from riskdpo.commands import convert, demo, evaluate, generate, pairs, report, training
+    from riskdpo.commands import convert, demo, evaluate, generate, pairs, report, sample_pairs, training
 
-    for module in (convert, pairs, generate, training, evaluate, report, demo):
+    for module in (convert, pairs, generate, training, evaluate, report, demo, sample_pairs):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -52,9 +52,9 @@ from riskdpo.data.expected_utility import (
     TOO_RISK_AVERSE_ALPHA,
     VERBAL_PROBABILITIES,
     best_labels,
-    certainty_equivalent,
     logsumexp,
 )
+from riskdpo.data.reasoning import expected_value, format_money, reasoning
 from riskdpo.data.workbook import SheetData
 
 
@@ -153,23 +153,6 @@ def round_3sf(amount: float) -> float:
     return float(f"{amount:.2e}") + 0.0
 
 
-def format_money(amount: float, cents: bool = False) -> str:
-    """Dollars as prompts write them: ``$2,430``, ``-$92``, ``$6.75e+17``; ``$61.40`` with `cents`.
-
-    Amounts from $1,000,000 up are written to three significant figures in
-    e-notation; smaller whole amounts without cents unless `cents` asks for them.
-    """
-    sign = "-" if amount < 0 else ""
-    magnitude = abs(amount)
-    if magnitude >= 1e6:
-        body = f"{magnitude:.2e}"
-    elif magnitude == int(magnitude) and not cents:
-        body = f"{int(magnitude):,}"
-    else:
-        body = f"{magnitude:,.2f}"
-    return f"{sign}${body}"
-
-
 def draw_prize(rng: random.Random, stakes: str) -> float:
     """One prize: a magnitude from the stakes' `PrizeRange`, maybe negative or zero, to 3 s.f."""
     if rng.random() < _ZERO_SHARE:
@@ -238,37 +221,6 @@ def _keeps(keep: str, bucket: str | None) -> bool:
     if keep == "differences":
         return bucket is not None
     return True
-
-
-def _expected_value(option: Option) -> float:
-    return certainty_equivalent(option.prizes, option.probs, 0.0)
-
-
-def reasoning(options: list[Option], alpha: float) -> str:
-    """A short templated chain of thought of the agent with CARA coefficient `alpha` (0 = linear).
-
-    It writes out each option's expected value sum_i p_i x_i; for alpha > 0 it
-    adds the certainty equivalent CE = -ln(sum_i p_i exp(-alpha x_i)) / alpha
-    and picks the highest CE, for alpha = 0 the highest expected value. It ends
-    in ``Answer: <canonical label>``; options are named by canonical label.
-    """
-    criterion = "expected value" if alpha == 0 else "certainty equivalent"
-    lines = ["I compare the options by expected value."]
-    if alpha:
-        lines = [
-            f"I compare the options by expected utility with u(x) = 1 - exp(-{alpha:g}x), that is by the "
-            f"certainty equivalent CE = -ln(sum p exp(-{alpha:g}x)) / {alpha:g}."
-        ]
-    for option in options:
-        terms = " + ".join(f"{p:.2f} * {format_money(x)}" for p, x in zip(option.probs, option.prizes))
-        line = f"Option {option.label}: expected value {terms} = {format_money(_expected_value(option), cents=True)}"
-        if alpha:
-            line += f"; certainty equivalent {format_money(certainty_equivalent(option.prizes, option.probs, alpha), cents=True)}"
-        lines.append(line + ".")
-    best = best_labels([(option.label, option.prizes, option.probs) for option in options], alpha)[0]
-    lines.append(f"The highest {criterion} is that of option {best}.")
-    lines.append(f"Answer: {best}")
-    return "\n".join(lines)
 
 
 def _draw_lotteries(rng: random.Random, spec: GenerateSpec, labels: list[str], step: int) -> list[Option]:
@@ -436,7 +388,7 @@ def situation_rows(situation: Situation) -> list[dict]:
             option_type=option.type,
             prizes_display=str(list(option.prizes)),
             probs_percent=str(percents_of(option)),
-            EU_linear_display_3sf=round_3sf(_expected_value(option)),
+            EU_linear_display_3sf=round_3sf(expected_value(option)),
             EU_cara_display_3sf=cara_expected_utility_display(option, RISK_AVERSE_ALPHA),
             EU_cara_alpha_0_10_display_3sf=cara_expected_utility_display(option, TOO_RISK_AVERSE_ALPHA),
             is_best_linear_display=True if option.label in situation.risk_neutral else None,

@@ -24,17 +24,50 @@ def situation_rng(seed: int, situation: Situation) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
+def _matched_option_texts(situation: Situation) -> list[tuple[str, str, str]] | None:
+    """The prompt's option lines (`find_option_texts`) when they carry the situation's labels in order, else None."""
+    found = find_option_texts(situation.prompt)
+    return found if [canonical for _, canonical, _ in found] == situation.option_labels else None
+
+
+def can_move_options(situation: Situation) -> bool:
+    """Whether the prompt's option lines match the situation's labels, one line per label in order."""
+    return _matched_option_texts(situation) is not None
+
+
 def shuffle_options(situation: Situation, rng: random.Random) -> Situation:
-    """The situation with its lotteries moved between option lines (labels stay put).
+    """The situation with its lotteries moved between option lines (labels stay put) by a random order.
 
     Returns the situation unchanged when its prompt's option lines cannot be
     matched with its labels (nothing can be moved safely).
     """
-    found = find_option_texts(situation.prompt)
-    if [canonical for _, canonical, _ in found] != situation.option_labels:
+    if not can_move_options(situation):
         return situation
-    order = list(range(len(found)))
+    order = list(range(len(situation.option_labels)))
     rng.shuffle(order)
+    return permute_options(situation, order)
+
+
+def rotation(count: int, offset: int) -> list[int]:
+    """The order that moves every lottery `offset` lines down, wrapping around:
+    line k offers the lottery of line (k - offset) mod `count`."""
+    return [(line - offset) % count for line in range(count)]
+
+
+def permute_options(situation: Situation, order: list[int]) -> Situation:
+    """The situation with line k offering the lottery of line ``order[k]`` (labels stay put).
+
+    `order` is a permutation of the option lines' indices (0-based). Label sets,
+    options and the cooperate labels move with their lotteries, and
+    ``meta["shuffled_order"]`` records which original label's lottery each
+    line now offers. Returns the situation unchanged when its prompt's option
+    lines cannot be matched with its labels (see `can_move_options`).
+    """
+    found = _matched_option_texts(situation)
+    if found is None:
+        return situation
+    if sorted(order) != list(range(len(found))):
+        raise ValueError(f"order {order} is not a permutation of the {len(found)} option lines")
     new_label = {situation.option_labels[old]: situation.option_labels[new] for new, old in enumerate(order)}
 
     lines = situation.prompt.split("\n")

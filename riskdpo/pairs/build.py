@@ -20,11 +20,15 @@ order is used. Splits go by situation, so a situation's pairs (augmented answer
 variants included) never sit on both sides of a train/validation split.
 
 Responses (`RESPONSES`) are the bare canonical label, the label as the prompt
-writes it, or a sheet's chain-of-thought answers `chosen_full`/`rejected_full`.
-Those are used as given: `rejected_full` holds *one* agent's reasoning (in
-`riskdpo generate` sheets the linear agent's wherever its best differs from
-the risk-averse best), so cot pairs are only meaningful under the policy that
-reasoning belongs to, usually ``risk-neutral``.
+writes it, or chain-of-thought answers (`riskdpo.pairs.cot`): the sheet's
+`chosen_full`/`rejected_full`, kept only where their final answers name the
+pair's options (`rejected_full` holds *one* agent's reasoning, so under
+another policy those situations are skipped and counted), or, without those
+columns, reasoning written from the lotteries for both agents alike.
+
+With `balance_positions` K (`riskdpo.pairs.balance`), each sampled situation
+is rendered with up to K rotations of its lotteries across the option lines,
+so that every line is the chosen one (and the rejected one) equally often.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ from typing import Sequence
 from riskdpo.core.errors import UserError
 from riskdpo.core.fileio import write_json, write_jsonl
 from riskdpo.data.labels import answer_variants as default_answer_variants
+from riskdpo.pairs.balance import Lines, balance_summary, lines_of, render_rotations
+from riskdpo.pairs.cot import ReasoningMismatch, reasoning_pair, reasoning_summary
 from riskdpo.pairs.prompting import rewrite_instruction
 from riskdpo.data.situations import Situation, situation_digest
 
@@ -49,7 +55,7 @@ POLICIES: dict[str, str | None] = {
     "bucket": None,
 }
 #: How a response is written: the canonical label ("b"), the label as the prompt
-#: writes it ("(b)"), or the sheet's chain-of-thought answers (chosen_full/rejected_full).
+#: writes it ("(b)"), or chain-of-thought answers (the sheet's, checked, or written from the lotteries).
 RESPONSES = ("label", "as-written", "cot")
 #: low_bucket_label values -> rejected agent; "both" flips a seeded coin.
 BUCKETS: dict[str, str | None] = {"010_only": "too_risk_averse", "lin_only": "risk_neutral", "both": None}
@@ -144,22 +150,20 @@ def _first_in_prompt_order(situation: Situation, labels: list[str]) -> str:
     return min(labels, key=lambda label: order.get(label, len(order)))
 
 
-def _response(situation: Situation, label: str, response: str, cot_column: str) -> str:
-    """The answer text for `label` in the `response` form."""
+def _response(situation: Situation, label: str, response: str) -> str:
+    """The answer text for `label` in the `response` form "label" or "as-written"."""
     if response == "label":
         return label
-    if response == "as-written":
-        if label not in situation.option_labels:
-            raise UserError(
-                f"sheet '{situation.sheet}', situation {situation.situation_id}: label {label!r} is not among the prompt's options"
-            )
-        return situation.written(label)
-    text = situation.meta.get(cot_column)
-    if not isinstance(text, str) or not text.strip():
+    if label not in situation.option_labels:
         raise UserError(
-            f"sheet '{situation.sheet}', situation {situation.situation_id}: --response cot needs a {cot_column} column"
+            f"sheet '{situation.sheet}', situation {situation.situation_id}: label {label!r} is not among the prompt's options"
         )
-    return text
+    return situation.written(label)
+
+
+def pair_labels(situation: Situation, agent: str) -> tuple[str, str]:
+    """The labels of the pair's chosen (risk-averse) and rejected (`agent`) options, first in prompt order on ties."""
+    return _first_in_prompt_order(situation, situation.risk_averse), _first_in_prompt_order(situation, getattr(situation, agent))
 
 
 def _variant_shape(variant: str, label: str) -> str:
@@ -203,12 +207,17 @@ def situation_pairs(
     instruction: str | None = None,
     augment_variants: int = 0,
 ) -> list[dict]:
-    """The pair of one situation (plus up to `augment_variants` answer-variant pairs)."""
-    chosen_label = _first_in_prompt_order(situation, situation.risk_averse)
-    rejected_label = _first_in_prompt_order(situation, getattr(situation, agent))
-    answers = [
-        (_response(situation, chosen_label, response, "chosen_full"), _response(situation, rejected_label, response, "rejected_full"))
-    ]
+    """The pair of one situation (plus up to `augment_variants` answer-variant pairs).
+
+    Raises `ReasoningMismatch` when cot reasoning does not answer the pair's options.
+    """
+    chosen_label, rejected_label = pair_labels(situation, agent)
+    extra_fields = {}
+    if response == "cot":
+        chosen, rejected, extra_fields["reasoning"] = reasoning_pair(situation, chosen_label, rejected_label, agent)
+        answers = [(chosen, rejected)]
+    else:
+        answers = [(_response(situation, chosen_label, response), _response(situation, rejected_label, response))]
     if augment_variants:
         extra = [pair for pair in variant_pairs(situation, chosen_label, rejected_label) if pair != answers[0]]
         answers += extra[:augment_variants]
@@ -223,12 +232,23 @@ def situation_pairs(
             "rejected_kind": agent,
             "response": response,
             "instruction": instruction,
+            **extra_fields,
         }
         for chosen, rejected in answers
     ]
 
 
-def pairs_from_eligible(
+@dataclass
+class BuiltPairs:
+    """The pairs of `build_pairs` and what the summary reports about them."""
+
+    pairs: list[dict]
+    lines_before: list[Lines]  # (options, chosen line, rejected line) of each sampled situation as written
+    lines_after: list[Lines]  # the same for each rendered situation (the same as before without balancing)
+    dropped: Counter = field(default_factory=Counter)  # reason -> sampled situations (or renderings) left out
+
+
+def build_pairs(
     eligible: Eligible,
     *,
     sample_size: int | None = None,
@@ -236,11 +256,14 @@ def pairs_from_eligible(
     response: str = "label",
     instruction: str | None = None,
     augment_variants: int = 0,
-) -> list[dict]:
-    """Sample the eligible situations and turn each into its pair(s).
+    balance_positions: int | None = None,
+) -> BuiltPairs:
+    """Sample the eligible situations, render each (balanced: up to K rotations), and turn each into its pair(s).
 
-    Raises `UserError` when no situation is eligible (saying why) or an option
-    is out of range.
+    Situations whose cot reasoning does not answer the pair's options, and
+    (balancing) those whose lotteries cannot be moved, are left out and
+    counted. Raises `UserError` when no situation is eligible or no pair is
+    left (saying why), or an option is out of range.
     """
     if response not in RESPONSES:
         raise UserError(f"--response {response!r}: expected one of {', '.join(RESPONSES)}")
@@ -248,16 +271,36 @@ def pairs_from_eligible(
         raise UserError(f"--augment-variants {augment_variants}: must be 0 or more")
     if augment_variants and response == "cot":
         raise UserError("--augment-variants works with --response label or as-written, not cot")
+    if balance_positions is not None and balance_positions < 1:
+        raise UserError(f"--balance-positions {balance_positions}: must be at least 1")
     if not eligible.kept:
         raise UserError(f"no situation can make a pair: of {eligible.read} read, {eligible.describe_skips()}")
     sampled = sample_situations(eligible.kept, sample_size, seed)
-    return [
-        pair
-        for situation, agent in sampled
-        for pair in situation_pairs(
-            situation, agent, response=response, instruction=instruction, augment_variants=augment_variants
-        )
-    ]
+    lines = [lines_of(situation, *pair_labels(situation, agent)) for situation, agent in sampled]
+    built = BuiltPairs(pairs=[], lines_before=[line for line in lines if line], lines_after=[])
+    if balance_positions is None:
+        rendered = [(situation, agent, line) for (situation, agent), line in zip(sampled, lines)]
+    else:
+        rendered, unmovable = render_rotations(sampled, lines, balance_positions, seed)
+        if unmovable:
+            built.dropped["whose option lines cannot be rotated"] += unmovable
+    for situation, agent, line in rendered:
+        try:
+            made = situation_pairs(
+                situation, agent, response=response, instruction=instruction, augment_variants=augment_variants
+            )
+        except ReasoningMismatch as mismatch:
+            built.dropped[str(mismatch)] += 1
+            continue
+        if balance_positions is not None:
+            made = [{**pair, "option_order": situation.meta["shuffled_order"]} for pair in made]
+        built.pairs += made
+        if line:
+            built.lines_after.append(line)
+    if not built.pairs:
+        dropped = ", ".join(f"{count} {reason}" for reason, count in built.dropped.most_common())
+        raise UserError(f"no pair left to write: of {len(sampled)} sampled situations, {dropped}")
+    return built
 
 
 def select_pairs(
@@ -270,17 +313,19 @@ def select_pairs(
     response: str = "label",
     instruction: str | None = None,
     augment_variants: int = 0,
+    balance_positions: int | None = None,
 ) -> list[dict]:
     """Pairs (chosen = risk-averse, rejected per `policy`) from `situations`, sampled with `seed`."""
     eligible = find_eligible(situations, policy, seed=seed, sheets=sheets)
-    return pairs_from_eligible(
+    return build_pairs(
         eligible,
         sample_size=sample_size,
         seed=seed,
         response=response,
         instruction=instruction,
         augment_variants=augment_variants,
-    )
+        balance_positions=balance_positions,
+    ).pairs
 
 
 def split_by_situation(pairs: list[dict], fraction: float, seed: int = 0) -> tuple[list[dict], list[dict]]:
@@ -351,3 +396,13 @@ def summary_lines(eligible: Eligible, train: list[dict], validation: list[dict] 
     kinds = Counter(pair["rejected_kind"] for pair in train + (validation or []))
     lines.append("rejected_kind: " + ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items())))
     return lines
+
+
+def recipe_summary_lines(built: BuiltPairs, balanced: bool) -> list[str]:
+    """What balancing and the cot checks did: situations left out, line distributions, length ratio."""
+    lines = []
+    if built.dropped:
+        lines.append("left out: " + ", ".join(f"{count} {reason}" for reason, count in built.dropped.most_common()))
+    if balanced:
+        lines += balance_summary(built.lines_before, built.lines_after)
+    return lines + reasoning_summary(built.pairs)

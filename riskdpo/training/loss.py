@@ -9,6 +9,12 @@ and reward the policy for making h large. The implicit rewards
 r = β (log π(y|x) - log π_ref(y|x)) are what DPO reports as
 "rewards/chosen" and "rewards/rejected"; a pair is ranked right when
 r_c > r_r (h > 0).
+
+Besides the DPO family, the two terms of the recipes that train on reasoning:
+`sft_loss` (cross-entropy on the chosen responses alone) and `dpo_nll_loss`
+(DPO plus a length-normalised NLL of the chosen response, RPO). Inputs are what
+`riskdpo.models.logps.batch_logps` returns: log-probabilities *summed* over a
+completion's tokens, with the completion's token count beside them.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ if TYPE_CHECKING:  # torch is imported when the loss is computed, so the CLI sta
     import torch
 
 #: Loss names accepted by `dpo_loss`, as the CLI offers them.
-LOSS_TYPES = ("sigmoid", "ipo", "hinge", "robust")
+LOSS_TYPES = ("sigmoid", "ipo", "hinge", "robust", "sigmoid-norm")
+#: Losses defined on per-token *average* log-probabilities log π(y|x) / |y|.
+PER_TOKEN_LOSSES = ("ipo", "sigmoid-norm")
 
 
 def dpo_loss(
@@ -30,6 +38,8 @@ def dpo_loss(
     beta: float,
     loss_type: str = "sigmoid",
     label_smoothing: float = 0.0,
+    chosen_counts: torch.Tensor | None = None,
+    rejected_counts: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-pair DPO losses and the (detached) chosen and rejected rewards.
 
@@ -42,10 +52,19 @@ def dpo_loss(
       L = (-(1-ε)·logσ(βh) + ε·logσ(-βh)) / (1-2ε)
     - hinge (SLiC, Zhao et al. 2023): L = relu(1 - βh)
     - ipo (Azar et al. 2023): L = (h - 1/(2β))²
+    - sigmoid-norm (length-normalised DPO, as in SimPO's average log-likelihood,
+      Meng et al. 2024, but keeping the reference): the sigmoid loss on
+      per-token averages, h̄ = (log π(y_c|x) - log π_ref(y_c|x)) / |y_c|
+      - (log π(y_r|x) - log π_ref(y_r|x)) / |y_r|, so that a long reasoning
+      answer is not favoured or penalised for its length alone:
+      L = -(1-ε)·logσ(βh̄) - ε·logσ(-βh̄)
 
-    IPO is defined on *per-token averaged* log-probabilities: the caller passes
-    summed log-probs divided by each completion's token count (the training loop
-    does so for `loss_type="ipo"`); this function does not know token counts.
+    The `PER_TOKEN_LOSSES` (ipo, sigmoid-norm) work on per-token averages.
+    With `chosen_counts` and `rejected_counts` (token counts |y|, shape [N])
+    they divide the summed log-probs by them here; sigmoid-norm needs them.
+    IPO without counts takes its inputs as already averaged (the training loop
+    divides for `loss_type="ipo"`). Other losses ignore counts. The rewards are
+    β times the log-ratios the loss sees (averaged for per-token losses).
     """
     import torch
     import torch.nn.functional as F
@@ -59,10 +78,17 @@ def dpo_loss(
 
     chosen_logratios = policy_chosen_logps - ref_chosen_logps
     rejected_logratios = policy_rejected_logps - ref_rejected_logps
+    if loss_type in PER_TOKEN_LOSSES and (chosen_counts is not None or rejected_counts is not None):
+        if chosen_counts is None or rejected_counts is None:
+            raise ValueError("per-token losses need both chosen_counts and rejected_counts")
+        chosen_logratios = chosen_logratios / chosen_counts
+        rejected_logratios = rejected_logratios / rejected_counts
+    elif loss_type == "sigmoid-norm":
+        raise ValueError("loss_type 'sigmoid-norm' averages log-probs per token: pass chosen_counts and rejected_counts")
     h = chosen_logratios - rejected_logratios
     eps = label_smoothing
 
-    if loss_type == "sigmoid":
+    if loss_type in ("sigmoid", "sigmoid-norm"):
         losses = -(1 - eps) * F.logsigmoid(beta * h) - eps * F.logsigmoid(-beta * h)
     elif loss_type == "robust":
         losses = (-(1 - eps) * F.logsigmoid(beta * h) + eps * F.logsigmoid(-beta * h)) / (1 - 2 * eps)
@@ -75,3 +101,62 @@ def dpo_loss(
     rejected_rewards = beta * rejected_logratios.detach()
     return losses, chosen_rewards, rejected_rewards
 
+
+
+def sft_loss(chosen_logps: torch.Tensor, chosen_counts: torch.Tensor) -> torch.Tensor:
+    """Token-mean cross-entropy of the chosen responses (supervised fine-tuning).
+
+    With log π(y_i|x_i) the summed log-probability of response i and |y_i| its
+    token count (EOS included, as `batch_logps` counts it):
+
+        L_SFT = -Σ_i log π(y_i|x_i) / Σ_i |y_i|
+
+    every token of the batch weighs the same, whatever response it belongs to
+    (the training loop's `sft_batch` accumulates numerator and denominator over
+    micro-batches for the same mean over a global batch). A scalar.
+    """
+    if bool((chosen_counts <= 0).any()):
+        raise ValueError("every chosen response needs at least one token")
+    return -chosen_logps.sum() / chosen_counts.sum()
+
+
+def chosen_nll(chosen_logps: torch.Tensor, chosen_counts: torch.Tensor) -> torch.Tensor:
+    """Per-pair length-normalised NLL of the chosen response: -log π(y_c|x) / |y_c|, shape [N]."""
+    if bool((chosen_counts <= 0).any()):
+        raise ValueError("every chosen response needs at least one token")
+    return -chosen_logps / chosen_counts
+
+
+def dpo_nll_loss(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    chosen_counts: torch.Tensor,
+    rejected_counts: torch.Tensor,
+    beta: float,
+    nll_weight: float,
+    loss_type: str = "sigmoid",
+    label_smoothing: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """DPO plus W times the length-normalised NLL of the chosen response (RPO).
+
+    Iterative reasoning preference optimisation (Pang et al. 2024) adds to the
+    preference loss a likelihood term on the chosen answer, without which the
+    chosen answers' log-probabilities fall along with the rejected ones:
+
+        L = L_DPO(h) + W · (-log π(y_c|x) / |y_c|)
+
+    with L_DPO any of `dpo_loss`'s losses (`loss_type`, `label_smoothing`; the
+    counts are passed on, so per-token losses average) and W = `nll_weight`
+    >= 0 (W = 0 is plain DPO). Returns per-pair ``(losses, nll, chosen_rewards,
+    rejected_rewards)``; `nll` (detached) is the unweighted NLL term, for logging.
+    """
+    if nll_weight < 0:
+        raise ValueError(f"nll_weight must not be negative, got {nll_weight}")
+    losses, chosen_rewards, rejected_rewards = dpo_loss(
+        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta, loss_type,
+        label_smoothing, chosen_counts=chosen_counts, rejected_counts=rejected_counts,
+    )  # fmt: skip
+    nll = chosen_nll(policy_chosen_logps, chosen_counts)
+    return losses + nll_weight * nll, nll.detach(), chosen_rewards, rejected_rewards

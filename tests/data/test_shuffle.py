@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 
@@ -11,7 +12,9 @@ from helpers import tiny_model  # noqa: F401 (fixture)
 from riskdpo.cli import main
 from riskdpo.data.generate import GenerateSpec, generate_situations
 from riskdpo.data.labels import find_option_texts
-from riskdpo.data.shuffle import shuffle_all, shuffle_options, situation_rng
+import pytest
+
+from riskdpo.data.shuffle import can_move_options, permute_options, rotation, shuffle_all, shuffle_options, situation_rng
 from riskdpo.data.situations import save_situations
 from riskdpo.data.expected_utility import RISK_AVERSE_ALPHA, TOO_RISK_AVERSE_ALPHA, best_labels
 
@@ -80,3 +83,41 @@ def test_eval_choices_shuffle_flag_scores_the_shuffled_situations(tmp_path, tiny
         cells = row.split(",")
         assert cells[column] == expected[cells[header.index("situation_id")]]
     assert json.loads((tmp_path / "shuffled.json").read_text())["config"]["shuffle_options"] is True
+
+
+def test_rotations_put_every_lottery_on_every_line_once():
+    for original in situations("medium", count=15) + situations("high", "cooperate", count=10):
+        count = len(original.option_labels)
+        texts = [t for _, _, t in find_option_texts(original.prompt)]
+        seen = [set() for _ in range(count)]
+        for offset in range(count):
+            rotated = permute_options(original, rotation(count, offset))
+            after = [t for _, _, t in find_option_texts(rotated.prompt)]
+            # the lottery of line j is on line j + offset (mod count)
+            assert after == [texts[(line - offset) % count] for line in range(count)]
+            for line, text in enumerate(after):
+                seen[line].add(text)
+            lotteries = [(o.label, o.prizes, o.probs) for o in rotated.options]
+            assert rotated.risk_averse == best_labels(lotteries, RISK_AVERSE_ALPHA)
+            assert rotated.risk_neutral == best_labels(lotteries, 0.0)
+            line_of = original.option_labels.index
+            assert [line_of(label) for label in rotated.risk_averse] == [
+                (line_of(label) + offset) % count for label in original.risk_averse
+            ]
+        assert all(lines == set(texts) for lines in seen)
+
+
+def test_shuffle_options_is_permute_options_with_the_drawn_order():
+    for original in situations(count=10):
+        order = list(range(len(original.option_labels)))
+        situation_rng(9, original).shuffle(order)
+        assert shuffle_options(original, situation_rng(9, original)) == permute_options(original, order)
+
+
+def test_a_non_permutation_is_refused_and_unmatched_prompts_are_left_alone():
+    original = situations(count=1)[0]
+    with pytest.raises(ValueError, match="not a permutation"):
+        permute_options(original, [0] * len(original.option_labels))
+    unmatched = dataclasses.replace(original, option_labels=list(reversed(original.option_labels)))
+    assert not can_move_options(unmatched) and can_move_options(original)
+    assert permute_options(unmatched, rotation(len(original.option_labels), 1)) is unmatched

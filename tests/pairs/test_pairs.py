@@ -225,7 +225,7 @@ def test_cli_val_split_files(situations_json, tmp_path):
         (["-o", "{tmp}/pairs.txt"], "pairs are written as .jsonl or .json"),
         (["-o", "{tmp}/pairs.jsonl", "--val-fraction", "1.5"], "--val-fraction 1.5"),
         (["-o", "{tmp}/pairs.jsonl", "--sheet", "nope"], "no situations from sheet 'nope'"),
-        (["-o", "{tmp}/pairs.jsonl", "--sheet", "test", "--response", "cot"], "needs a chosen_full column"),
+        (["-o", "{tmp}/pairs.jsonl", "--balance-positions", "0"], "--balance-positions 0: must be at least 1"),
         (["-o", "{tmp}/pairs.jsonl", "--val-fraction", "0.1", "--val-output", "{tmp}/pairs.jsonl"], "other than --output"),
     ],
 )
@@ -236,6 +236,17 @@ def test_cli_user_errors_exit_2_one_line_no_output(situations_json, tmp_path, ar
     assert result.exit_code == 2
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1 and message in result.stderr
     assert list(out_dir.iterdir()) == []
+
+
+def test_cli_cot_without_reasoning_columns_or_lotteries_is_a_user_error(hand_built, tmp_path):
+    # A sheet with neither chosen_full/rejected_full nor option lotteries (generated sheets have
+    # lotteries: their reasoning is written, see test_recipes.py).
+    path = tmp_path / "bare.json"
+    save_situations(hand_built[:1], path)
+    result = run(path, "-o", tmp_path / "pairs.jsonl", "--response", "cot")
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "sheet 'train', situation 1: --response cot needs a chosen_full column" in result.stderr
+    assert not (tmp_path / "pairs.jsonl").exists()
 
 
 def test_cli_no_eligible_situation(tmp_path):
