@@ -20,7 +20,7 @@ from typing import Callable
 
 import riskdpo
 from riskdpo.core.errors import UserError
-from riskdpo.core.fileio import write_json, write_jsonl
+from riskdpo.core.fileio import check_output, write_json, write_jsonl
 from riskdpo.data.situations import Situation, save_situations
 
 #: The closing instruction used for training pairs and for scoring, so both agree.
@@ -91,6 +91,7 @@ def run_demo(
     out = Path(out_dir)
     size = size or sized(model)
     source = Path(data) if data else default_sample()
+    check_output(out, directory=True, inputs=[source])
     paths = {"situations": out / "situations.json", "pairs": out / "pairs.jsonl", "held_out": out / "held_out.json"}
 
     say(f"[1/5] convert {source}")

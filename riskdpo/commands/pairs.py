@@ -51,7 +51,7 @@ def make_pairs(config, situations_path, output, policy, sample_size, seed, sheet
       riskdpo make-pairs situations.json --sheet train -o pairs.jsonl --val-fraction 0.1
       riskdpo make-pairs situations.json --rejected bucket --instruction "Output the label of your chosen option only." -o pairs.jsonl
     """
-    train_path, val_path = output_paths(output, val_fraction, val_output)
+    train_path, val_path = output_paths(output, val_fraction, val_output, inputs=[situations_path])
     situations = load_situations(situations_path)
     eligible = find_eligible(situations, policy, seed=seed, sheets=sheets or None)
     pairs = pairs_from_eligible(

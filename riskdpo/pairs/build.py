@@ -37,9 +37,10 @@ from pathlib import Path
 from typing import Sequence
 
 from riskdpo.core.errors import UserError
-from riskdpo.core.fileio import write_json, write_jsonl
+from riskdpo.core.fileio import check_output, write_json, write_jsonl
 from riskdpo.data.labels import answer_variants as default_answer_variants
 from riskdpo.pairs.prompting import rewrite_instruction
+from riskdpo.pairs.records import pair_problem
 from riskdpo.data.situations import Situation, situation_digest
 
 #: --rejected values -> the rejected agent (None: decided per situation by its bucket).
@@ -211,9 +212,9 @@ def situation_pairs(
     ]
     if augment_variants:
         extra = [pair for pair in variant_pairs(situation, chosen_label, rejected_label) if pair != answers[0]]
-        answers += extra[:augment_variants]
+        answers += [(chosen, rejected) for chosen, rejected in extra if chosen.strip() != rejected.strip()][:augment_variants]
     prompt = rewrite_instruction(situation.prompt, instruction)
-    return [
+    pairs = [
         {
             "prompt": prompt,
             "chosen": chosen,
@@ -226,6 +227,10 @@ def situation_pairs(
         }
         for chosen, rejected in answers
     ]
+    problem = pair_problem(pairs[0])
+    if problem:
+        raise UserError(f"sheet '{situation.sheet}', situation {situation.situation_id}: cannot make a pair: {problem}")
+    return pairs
 
 
 def pairs_from_eligible(
@@ -311,20 +316,23 @@ def check_pairs_path(path: str | Path) -> Path:
     return target
 
 
-def output_paths(output: str | Path, val_fraction: float | None, val_output: str | Path | None) -> tuple[Path, Path | None]:
+def output_paths(
+    output: str | Path, val_fraction: float | None, val_output: str | Path | None, inputs: Sequence[str | Path] = ()
+) -> tuple[Path, Path | None]:
     """The train pairs file and, when `val_fraction` is given, the validation file.
 
     The validation file defaults to ``<stem>_val<suffix>`` beside `output`
-    (``pairs.jsonl`` -> ``pairs_val.jsonl``). Both must be .jsonl or .json and
-    differ, checked before anything is written.
+    (``pairs.jsonl`` -> ``pairs_val.jsonl``). Both must be .jsonl or .json,
+    differ, be writable and be none of `inputs`, checked before anything is
+    written (`riskdpo.core.fileio.check_output`).
     """
-    train_path = check_pairs_path(output)
+    train_path = check_output(check_pairs_path(output), inputs=inputs)
     if val_fraction is None:
         return train_path, None
     val_path = check_pairs_path(val_output or train_path.with_name(f"{train_path.stem}_val{train_path.suffix}"))
     if val_path.resolve() == train_path.resolve():
         raise UserError(f"{val_path}: the validation pairs need a file other than --output")
-    return train_path, val_path
+    return train_path, check_output(val_path, inputs=inputs)
 
 
 def write_pairs(path: str | Path, pairs: list[dict]) -> None:
