@@ -222,12 +222,11 @@ def _check_consistent(table: Table, positions: dict[str, int], sid: str, rows) -
         if position is None:
             continue
         for row, values in rows[1:]:
-            if _same_cell(values[position], first[position]):
-                continue
-            raise RowProblem(
-                row, f"situation {sid}: {column} differs from its row {first_row} "
-                f"({_shown(values[position])} vs {_shown(first[position])}); every option row must repeat it"
-            )
+            if not _same_cell(values[position], first[position]):
+                raise RowProblem(
+                    row, f"situation {sid}: {column} differs from its row {first_row} "
+                    f"({_difference(values[position], first[position])}); every option row must repeat it"
+                )
     if "num_options" in positions and first[positions["num_options"]] is not None:
         stated = first[positions["num_options"]]
         try:
@@ -250,6 +249,14 @@ def _same_cell(left: Any, right: Any) -> bool:
 def _shown(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _difference(value: Any, first: Any) -> str:
+    """How two cells differ, short: both values, or for long texts where they part."""
+    if isinstance(value, str) and isinstance(first, str) and max(len(value), len(first)) > 40:
+        at = next((i for i, (a, b) in enumerate(zip(value, first)) if a != b), min(len(value), len(first)))
+        return f"from character {at + 1}: {_shown(value[at:at + 30])} vs {_shown(first[at:at + 30])}"
+    return f"{_shown(value)} vs {_shown(first)}"
 
 
 def layout1_situation(table: Table, positions: dict[str, int], sid: str, rows) -> tuple[Situation, list[str]]:
