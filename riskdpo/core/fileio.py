@@ -235,7 +235,7 @@ def check_input(path: str | os.PathLike) -> Path:
 
 def _json_problem(error: json.JSONDecodeError) -> str:
     """The decoder's complaint, saying "cut short" when the text ends mid-value."""
-    if error.pos >= len(error.doc.rstrip()):
+    if error.pos >= len(error.doc.rstrip()) or error.msg.startswith("Unterminated string"):
         return f"the text ends early, the file may be cut short: {error.msg}"
     return error.msg
 
