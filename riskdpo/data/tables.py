@@ -29,6 +29,7 @@ import contextlib
 import csv
 import math
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -46,6 +47,10 @@ EXCEL_CELL_LIMIT = 32_767
 _COMPOUND_FILE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 #: The stream an encrypted workbook's compound file holds (its name as stored, UTF-16).
 _ENCRYPTED_STREAM = "EncryptedPackage".encode("utf-16-le")
+#: What openpyxl raises on a damaged file, anywhere from opening to the last row
+#: (a bad zip, a bad deflate stream, XML cut short, a part that is missing).
+_DAMAGED_WORKBOOK = (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError, ValueError, TypeError,
+                     AttributeError, IndexError, ParseError)
 
 
 @dataclass
@@ -157,7 +162,7 @@ def open_workbook(path: Path, formulas: bool = False) -> Iterator[Any]:
     _refuse_compound_file(path)
     try:
         workbook = load_workbook(path, read_only=True, data_only=not formulas)
-    except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError, TypeError, ParseError) as error:
+    except (InvalidFileException, *_DAMAGED_WORKBOOK) as error:
         raise UserError(f"{path}: not a readable .xlsx workbook ({type(error).__name__})") from None
     try:
         yield workbook
@@ -188,10 +193,10 @@ def _workbook_tables(path: Path, sheets: Sequence[str] | None, header: bool = Tr
                 tables.append(Table(path, sheet, sheet, [], [], note="a chart sheet"))
                 continue
             try:
-                numbered = enumerate(workbook[sheet].iter_rows(values_only=True), start=1)
-                tables.append(build(path, sheet, sheet, numbered))
-            except (KeyError, ValueError, TypeError, AttributeError, ParseError) as error:
-                raise UserError(f"{path}, sheet '{sheet}': unreadable ({type(error).__name__}: {error})") from None
+                numbered = list(enumerate(workbook[sheet].iter_rows(values_only=True), start=1))
+            except _DAMAGED_WORKBOOK as error:
+                raise UserError(f"{path}, sheet '{sheet}': unreadable, the file is damaged ({type(error).__name__})") from None
+            tables.append(build(path, sheet, sheet, numbered))
         return tables
 
 
