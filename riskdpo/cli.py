@@ -12,43 +12,20 @@ with status 130 for Ctrl-C and 143 for SIGTERM.
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import sys
-from typing import Iterator
 
 import click
 
 from riskdpo import __version__
 from riskdpo.core.errors import UserError
+from riskdpo.core.interrupts import sigterm_as_interrupt, was_terminated
 
 
 #: Exit status of a user error (click's usage errors use it too).
 USER_ERROR_STATUS = 2
 #: Exit status after a signal, by the shell's convention 128 + signal number.
 INTERRUPTED_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the program is so that it unwinds like after Ctrl-C."""
-
-
-def _raise_terminated(signum, frame) -> None:
-    raise Terminated()
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises `Terminated` (a `KeyboardInterrupt`); outside, as before."""
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    except ValueError:  # not the main thread: signals cannot be caught here
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def usage_line(error: click.ClickException) -> str:
@@ -85,7 +62,7 @@ class RiskdpoGroup(click.Group):
                 click.echo(usage_line(error), err=True)
                 sys.exit(USER_ERROR_STATUS)
             except (click.Abort, KeyboardInterrupt) as error:
-                terminated = isinstance(error, Terminated) or isinstance(error.__cause__, Terminated)
+                terminated = was_terminated(error)
                 click.echo("error: stopped by SIGTERM" if terminated else "error: interrupted (Ctrl-C)", err=True)
                 sys.exit(INTERRUPTED_STATUS[signal.SIGTERM if terminated else signal.SIGINT])
         sys.exit(status if isinstance(status, int) else 0)

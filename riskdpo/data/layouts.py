@@ -214,7 +214,7 @@ def _layout1_sets(rows, labels: list[str], positions: dict[str, int]) -> dict[st
     return sets
 
 
-def _check_consistent(table: Table, positions: dict[str, int], sid: str, rows) -> None:
+def _check_consistent(positions: dict[str, int], sid: str, rows) -> None:
     """A RowProblem when the option rows disagree on a `SITUATION_COLUMNS` cell or on `num_options`."""
     first_row, first = rows[0]
     for column in SITUATION_COLUMNS:
@@ -263,7 +263,7 @@ def layout1_situation(table: Table, positions: dict[str, int], sid: str, rows) -
     """One situation from its option rows (any order; `option_index` sorts them), and no repair notes."""
     for row, values in rows:
         check_cut_cells(values, table.columns, row)
-    _check_consistent(table, positions, sid, rows)
+    _check_consistent(positions, sid, rows)
     by_index: dict[int, tuple[int, tuple]] = {}
     for row, values in rows:
         index = _option_index(values[positions["option_index"]], row)

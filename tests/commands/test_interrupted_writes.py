@@ -3,7 +3,7 @@
 A writer killed by SIGKILL cannot clean up, so its hidden temporary stays;
 the next write of the same target removes it (but never the temporary of a
 writer still alive). SIGTERM is handled like Ctrl-C: the program unwinds, its
-temporaries go, and the command ends with one line and status 143.
+temporaries go, and the command ends with one line and status 143 (130 for Ctrl-C).
 """
 
 import csv
@@ -15,6 +15,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from helpers import SUBPROCESS_ENV, tree_digest
@@ -29,7 +30,7 @@ ENV = {**os.environ, **SUBPROCESS_ENV}
 WRITER = textwrap.dedent(
     """
     import sys, time
-    from riskdpo.cli import sigterm_as_interrupt
+    from riskdpo.core.interrupts import sigterm_as_interrupt
     from riskdpo.core.fileio import atomic_open
 
     with sigterm_as_interrupt():
@@ -104,7 +105,11 @@ def test_a_stale_folder_moved_aside_goes_back_when_its_target_is_missing(tmp_pat
     assert hidden(tmp_path) == []
 
 
-def test_sigterm_stops_convert_with_one_line_status_143_and_no_output(tmp_path):
+@pytest.mark.parametrize("signum, status, line", [
+    (signal.SIGTERM, 143, "error: stopped by SIGTERM"),
+    (signal.SIGINT, 130, "error: interrupted (Ctrl-C)"),
+])
+def test_a_signal_stops_convert_with_one_line_its_status_and_no_output(tmp_path, signum, status, line):
     source = tmp_path / "many.csv"
     with open(REPO / "data" / "sample_layout2.csv", encoding="utf-8-sig", newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -122,8 +127,8 @@ def test_sigterm_stops_convert_with_one_line_status_143_and_no_output(tmp_path):
                   for fd in os.listdir(f"/proc/{process.pid}/fd")):  # wait until it reads the input
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.01)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 143, (stdout, stderr)
-    assert stderr.strip() == "error: stopped by SIGTERM" and "Traceback" not in stderr
+    assert process.returncode == status, (stdout, stderr)
+    assert stderr.strip() == line and "Traceback" not in stderr
     assert tree_digest(tmp_path) == before

@@ -14,7 +14,7 @@ from helpers import assert_refused, tree_digest
 from riskdpo.cli import main
 from riskdpo.core.errors import UserError
 from riskdpo.data.generate import GenerateSpec, generate_situations
-from riskdpo.data.situations import save_situations, situation_problem
+from riskdpo.data.situations import situation_problem
 from riskdpo.pairs.records import pair_problem, read_pair_records
 from riskdpo.training.train import load_pairs
 
