@@ -96,10 +96,6 @@ def run_demo(
 
     say(f"[1/5] convert {source}")
     conversion = read_situations(source)
-    save_situations(conversion.situations, paths["situations"])
-    say(summarize(conversion, paths["situations"], limit=3))
-
-    say(f"[2/5] make-pairs: {size.train_situations} low-stakes situations from sheet '{TRAIN_SHEET}'")
     pairs = select_pairs(
         conversion.situations,
         "risk-neutral",
@@ -108,13 +104,17 @@ def run_demo(
         sheets=[TRAIN_SHEET],
         instruction=INSTRUCTION,
     )
-    write_jsonl(paths["pairs"], pairs)
     sheets = held_out_sheets(conversion.situations)
     if not sheets:
         raise UserError(f"{source}: no held-out sheets (names starting with {HELD_OUT_PREFIX!r}) to evaluate on")
     held_out, selection = select_situations(
         [s for s in conversion.situations if s.sheet in sheets], sample=size.held_out, seed=seed
     )
+    # Written only once every input has proved usable: a refused --data leaves no files.
+    save_situations(conversion.situations, paths["situations"])
+    say(summarize(conversion, paths["situations"], limit=3))
+    say(f"[2/5] make-pairs: {size.train_situations} low-stakes situations from sheet '{TRAIN_SHEET}'")
+    write_jsonl(paths["pairs"], pairs)
     save_situations(held_out, paths["held_out"])
     say(f"      {len(pairs)} pairs -> {paths['pairs']}; {len(held_out)} held-out situations from {', '.join(sheets)}")
 

@@ -102,3 +102,8 @@ def test_a_writable_output_passes_the_check_and_is_written(workspace):
     result = CliRunner().invoke(main, ["make-pairs", str(workspace / "situations.json"), "-o", str(output)])
     assert result.exit_code == 0, result.output
     assert output.is_file() and not list(output.parent.glob(".*"))
+
+
+def test_demo_refuses_data_without_a_train_sheet_before_writing_anything(workspace):
+    refused(workspace, ["demo", "--out", str(workspace / "demo"), "--model", "tiny", "--data", str(workspace / "rows.csv")],
+            "no situations from sheet 'train'")

@@ -118,3 +118,11 @@ def test_train_refuses_a_bad_pair_record(tmp_path, case):
 
 def test_pair_problem_accepts_a_sound_pair_with_any_provenance():
     assert pair_problem({"prompt": "p", "chosen": "a", "rejected": "b", "sheet": "train", "extra": [1]}) is None
+
+
+def test_tiny_model_refuses_a_file_without_situations(tmp_path):
+    situations = tmp_path / "situations.json"
+    situations.write_text("[]", encoding="utf-8")
+    before = tree_digest(tmp_path)
+    assert_refused(run("tiny-model", tmp_path / "model", "--situations", situations), "holds no situations")
+    assert tree_digest(tmp_path) == before
