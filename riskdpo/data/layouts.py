@@ -32,7 +32,8 @@ from riskdpo.data.cells import RowProblem, as_bool, identifier, jsonable, number
 from riskdpo.data.labels import answer_variants, canonical_label, find_option_texts
 from riskdpo.data.lotteries import lottery_from_percents, prompt_lottery
 from riskdpo.data.situations import Option, Situation, situation_problem
-from riskdpo.data.tables import EXCEL_CELL_LIMIT, Table
+from riskdpo.data.row_checks import check_consistent, check_row_cells
+from riskdpo.data.tables import Table
 
 #: Columns a table of each layout must have.
 REQUIRED_COLUMNS = {
@@ -134,20 +135,6 @@ def _meta(values: tuple, table: Table, used: frozenset[str]) -> dict[str, Any]:
     return meta
 
 
-def check_cut_cells(values: tuple, columns: list[str], row: int) -> None:
-    """A RowProblem for a text cell of exactly Excel's 32,767-character limit: Excel cut it there.
-
-    Excel silently truncates longer text when a sheet is typed or pasted, so a
-    cell at the limit almost surely lost its end (a prompt without its last
-    options, a list without its closing bracket).
-    """
-    for column, value in zip(columns, values):
-        if isinstance(value, str) and len(value) >= EXCEL_CELL_LIMIT:
-            raise RowProblem(
-                row, f"{column} holds {len(value):,} characters, Excel's limit for a cell: its text was probably cut there"
-            )
-
-
 def _situation(sheet: str, sid: str, prompt: Any, found, options, sets, extras, meta, row: int) -> Situation:
     """The situation, once it passes `situation_problem` (the rule set every reader applies)."""
     situation = Situation(
@@ -214,56 +201,11 @@ def _layout1_sets(rows, labels: list[str], positions: dict[str, int]) -> dict[st
     return sets
 
 
-def _check_consistent(positions: dict[str, int], sid: str, rows) -> None:
-    """A RowProblem when the option rows disagree on a `SITUATION_COLUMNS` cell or on `num_options`."""
-    first_row, first = rows[0]
-    for column in SITUATION_COLUMNS:
-        position = positions.get(column)
-        if position is None:
-            continue
-        for row, values in rows[1:]:
-            if not _same_cell(values[position], first[position]):
-                raise RowProblem(
-                    row, f"situation {sid}: {column} differs from its row {first_row} "
-                    f"({_difference(values[position], first[position])}); every option row must repeat it"
-                )
-    if "num_options" in positions and first[positions["num_options"]] is not None:
-        stated = first[positions["num_options"]]
-        try:
-            matches = float(stated) == len(rows)
-        except (TypeError, ValueError):
-            matches = False
-        if not matches:
-            raise RowProblem(first_row, f"situation {sid}: num_options is {_shown(stated)} but it has {len(rows)} option rows")
-
-
-def _same_cell(left: Any, right: Any) -> bool:
-    """Equal cells, spellings aside: 2 and 2.0, and text with different outer spaces, are the same."""
-    if isinstance(left, str) and isinstance(right, str):
-        return left.strip() == right.strip()
-    if isinstance(left, (int, float)) and isinstance(right, (int, float)) and not isinstance(left, bool):
-        return float(left) == float(right)
-    return left == right
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _difference(value: Any, first: Any) -> str:
-    """How two cells differ, short: both values, or for long texts where they part."""
-    if isinstance(value, str) and isinstance(first, str) and max(len(value), len(first)) > 40:
-        at = next((i for i, (a, b) in enumerate(zip(value, first)) if a != b), min(len(value), len(first)))
-        return f"from character {at + 1}: {_shown(value[at:at + 30])} vs {_shown(first[at:at + 30])}"
-    return f"{_shown(value)} vs {_shown(first)}"
-
-
 def layout1_situation(table: Table, positions: dict[str, int], sid: str, rows) -> tuple[Situation, list[str]]:
     """One situation from its option rows (any order; `option_index` sorts them), and no repair notes."""
     for row, values in rows:
-        check_cut_cells(values, table.columns, row)
-    _check_consistent(positions, sid, rows)
+        check_row_cells(table, REQUIRED_COLUMNS[1], row, values)
+    check_consistent(positions, sid, rows, SITUATION_COLUMNS)
     by_index: dict[int, tuple[int, tuple]] = {}
     for row, values in rows:
         index = _option_index(values[positions["option_index"]], row)
@@ -308,7 +250,8 @@ def layout1_groups(table: Table, positions: dict[str, int], problem) -> dict[str
     sid_position = positions["situation_id"]
     for row, values in table.rows:
         if values[sid_position] is None:
-            problem(RowProblem(row, "situation_id is empty"))
+            lacks = "situation_id" in table.absent.get(row, ())
+            problem(RowProblem(row, "the row's object has no key situation_id" if lacks else "situation_id is empty"))
             continue
         groups.setdefault(identifier(values[sid_position]), []).append((row, values))
     return groups
@@ -339,7 +282,7 @@ def _resolve_label(value: Any, column: str, labels: list[str], vector: list[Any]
 
 def layout2_situation(table: Table, positions: dict[str, int], row: int, values: tuple) -> tuple[Situation, list[str]]:
     """One situation from its row, and the repair notes it needed."""
-    check_cut_cells(values, table.columns, row)
+    check_row_cells(table, REQUIRED_COLUMNS[2], row, values)
     sid_position = positions.get("situation_id")
     sid = str(row) if sid_position is None or values[sid_position] is None else identifier(values[sid_position])
     prompt = values[positions["prompt_text"]]

@@ -60,7 +60,9 @@ class Table:
     The one row type of reading and writing (`riskdpo.data.workbook.write_sheets`
     writes `columns` as row 1 and each row at its number). `repeated` lists
     header names that occur twice (the table cannot be read by column name);
-    `note` says why a sheet has no rows at all (a chart sheet).
+    `note` says why a sheet has no rows at all (a chart sheet). `absent` holds,
+    per row of a JSON dump, the keys its object lacks (an empty cell and a
+    missing key both read as None, but only the first is "empty").
     """
 
     path: Path | None
@@ -71,6 +73,7 @@ class Table:
     header_row: int = 1
     repeated: list[str] = field(default_factory=list)
     note: str = ""
+    absent: dict[int, frozenset[str]] = field(default_factory=dict)
 
     def where(self, row: int | None = None) -> str:
         """Where a message points: ``book.xlsx, sheet 'train', row 5``."""
@@ -241,7 +244,11 @@ def _json_table(path: Path) -> Table:
     numbered = [(1, header)] + [
         (position + 2, [record.get(column) for column in header]) for position, record in enumerate(records)
     ]
-    return _make_table(path, path.stem, None, numbered)
+    table = _make_table(path, path.stem, None, numbered)
+    table.absent = {
+        position + 2: frozenset(header) - set(record) for position, record in enumerate(records) if len(record) < len(header)
+    }
+    return table
 
 
 def read_tables(path: str | Path, sheets: Sequence[str] | None = None, header: bool = True) -> list[Table]:

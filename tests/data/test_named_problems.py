@@ -61,3 +61,12 @@ def test_a_cut_pairs_line_is_reported_with_line_and_column(tmp_path):
     path.write_text(whole + "\n" + whole[:20] + "\n", encoding="utf-8")  # inside a string: the string's start
     with pytest.raises(UserError, match=r"pairs.jsonl, line 2, column 12: not JSON \(the text ends early"):
         read_pair_records(path)
+
+
+def test_a_json_row_without_a_key_is_named_not_reported_as_an_empty_cell(tmp_path):
+    rows = [layout2_row(SITUATION_1), {k: v for k, v in layout2_row(SITUATION_1, situation_id=2).items() if k != "correct_label"}]
+    source = write_json_rows(tmp_path / "rows.json", rows)
+    assert_refused(run("convert", source, "-o", tmp_path / "out.json"), "rows.json, row 3", "no key correct_label")
+    rows[1]["correct_label"] = None  # a key that is there but empty is an empty cell
+    write_json_rows(source, rows)
+    assert_refused(run("convert", source, "-o", tmp_path / "out.json"), "rows.json, row 3", "correct_label is empty")
