@@ -82,11 +82,11 @@ def check_output(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike]
 
 def _same_file(source: Path, target: Path) -> bool:
     """True when `source` and `target` name one file (resolved path, or one inode)."""
-    if source.resolve() == target.resolve():
-        return True
     try:
+        if source.resolve() == target.resolve():
+            return True
         return source.exists() and target.exists() and os.path.samefile(source, target)
-    except OSError:
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop
         return False
 
 
