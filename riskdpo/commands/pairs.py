@@ -59,9 +59,7 @@ def make_pairs(config, situations_path, output, policy, sample_size, seed, sheet
         instruction=instruction, augment_variants=augment_variants,
     )  # fmt: skip
     train, validation = split_by_situation(pairs, val_fraction, seed) if val_path else (pairs, None)
-    if val_path:
-        write_pairs(val_path, validation)
-    write_pairs(train_path, train)
+    write_pairs((train_path, train), *([(val_path, validation)] if val_path else []))
     for line in summary_lines(eligible, train, validation, sample_size):
         click.echo(line)
     click.echo(f"wrote {train_path}" + (f" and {val_path}" if val_path else ""))

@@ -207,18 +207,28 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
         yield handle
 
 
+def dump_json(handle: Any, data: Any) -> None:
+    """`data` as indented JSON and a final newline, to an open text file."""
+    json.dump(data, handle, indent=1, ensure_ascii=False)
+    handle.write("\n")
+
+
+def dump_jsonl(handle: Any, records: list[dict]) -> None:
+    """One JSON object per line, to an open text file."""
+    for record in records:
+        handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
 def write_json(path: str | os.PathLike, data: Any) -> None:
     """Write `data` as indented JSON, atomically."""
     with atomic_open(path) as handle:
-        json.dump(data, handle, indent=1, ensure_ascii=False)
-        handle.write("\n")
+        dump_json(handle, data)
 
 
 def write_jsonl(path: str | os.PathLike, records: list[dict]) -> None:
     """Write one JSON object per line, atomically."""
     with atomic_open(path) as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        dump_jsonl(handle, records)
 
 
 def check_input(path: str | os.PathLike) -> Path:

@@ -29,6 +29,7 @@ reasoning belongs to, usually ``risk-neutral``.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 from collections import Counter
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Sequence
 
 from riskdpo.core.errors import UserError
-from riskdpo.core.fileio import check_output, write_json, write_jsonl
+from riskdpo.core.fileio import atomic_open, check_output, dump_json, dump_jsonl
 from riskdpo.data.labels import answer_variants as default_answer_variants
 from riskdpo.pairs.prompting import rewrite_instruction
 from riskdpo.pairs.records import pair_problem
@@ -335,13 +336,18 @@ def output_paths(
     return train_path, check_output(val_path, inputs=inputs)
 
 
-def write_pairs(path: str | Path, pairs: list[dict]) -> None:
-    """Write pairs atomically: one object a line for .jsonl, a JSON array for .json."""
-    target = check_pairs_path(path)
-    if target.suffix.lower() == ".jsonl":
-        write_jsonl(target, pairs)
-    else:
-        write_json(target, pairs)
+def write_pairs(*files: tuple[str | Path, list[dict]]) -> None:
+    """Write pairs files ``(path, pairs)``, all or none: one object a line for .jsonl, a JSON array for .json.
+
+    Every file is written to its temporary first; they are renamed into place
+    only when all are complete, so a failure never leaves the validation pairs
+    without their training pairs.
+    """
+    with contextlib.ExitStack() as stack:
+        for path, pairs in files:
+            target = check_pairs_path(path)
+            handle = stack.enter_context(atomic_open(target))
+            (dump_jsonl if target.suffix.lower() == ".jsonl" else dump_json)(handle, pairs)
 
 
 def summary_lines(eligible: Eligible, train: list[dict], validation: list[dict] | None, sample_size: int | None) -> list[str]:

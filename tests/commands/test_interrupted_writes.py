@@ -132,3 +132,22 @@ def test_a_signal_stops_convert_with_one_line_its_status_and_no_output(tmp_path,
     assert process.returncode == status, (stdout, stderr)
     assert stderr.strip() == line and "Traceback" not in stderr
     assert tree_digest(tmp_path) == before
+
+
+def test_pairs_files_are_written_all_or_none(tmp_path):
+    """make-pairs writes train and validation pairs together: when the second cannot be written,
+    the first is not left behind either."""
+    from riskdpo.core.errors import UserError
+    from riskdpo.pairs.build import write_pairs
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available on this file system")
+    pairs = [{"prompt": "p", "chosen": "a", "rejected": "b"}]
+    try:
+        with pytest.raises(UserError, match="val.jsonl: cannot write"):
+            write_pairs((tmp_path / "train.jsonl", pairs), (locked / "val.jsonl", pairs))
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)], check=True)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["locked"]
