@@ -32,7 +32,8 @@ def bar_chart(worksheet):
 
 
 def book_with_extras(path: Path) -> Path:
-    """Situations in 'train', then a chart sheet, a notes sheet and a numbers sheet whose header repeats."""
+    """Situations in 'train', then a chart sheet, a notes sheet, a numbers sheet whose header repeats,
+    and review notes keyed by situation_id."""
     write_xlsx(path, {"train": layout1_rows(SITUATION_1) + layout1_rows(SITUATION_2)})
     workbook = load_workbook(path)
     workbook.create_chartsheet("chart").add_chart(bar_chart(workbook["train"]))
@@ -41,6 +42,9 @@ def book_with_extras(path: Path) -> Path:
     numbers = workbook.create_sheet("numbers")
     numbers.append([1, 1, 2])
     numbers.append([3, 5, 8])
+    reviews = workbook.create_sheet("reviews")  # notes keyed by situation: still no prompts, no situations
+    reviews.append(["situation_id", "comment"])
+    reviews.append([2, "checked twice"])
     workbook.save(path)
     return path
 
@@ -87,6 +91,7 @@ def test_chart_notes_and_numbers_sheets_are_skipped_and_listed(tmp_path):
     assert "sheet 'chart': skipped: a chart sheet" in result.stdout
     assert "sheet 'notes': skipped: holds no situations" in result.stdout
     assert "sheet 'numbers': skipped: holds no situations" in result.stdout
+    assert "sheet 'reviews': skipped: holds no situations" in result.stdout
 
 
 def test_naming_a_chart_or_notes_sheet_is_refused(tmp_path):
