@@ -20,7 +20,7 @@ from typing import Callable
 
 import riskdpo
 from riskdpo.core.errors import UserError
-from riskdpo.core.fileio import write_json, write_jsonl
+from riskdpo.core.fileio import check_output, write_json, write_jsonl
 from riskdpo.data.situations import Situation, save_situations
 
 #: The closing instruction used for training pairs and for scoring, so both agree.
@@ -91,14 +91,11 @@ def run_demo(
     out = Path(out_dir)
     size = size or sized(model)
     source = Path(data) if data else default_sample()
+    check_output(out, directory=True, inputs=[source])
     paths = {"situations": out / "situations.json", "pairs": out / "pairs.jsonl", "held_out": out / "held_out.json"}
 
     say(f"[1/5] convert {source}")
     conversion = read_situations(source)
-    save_situations(conversion.situations, paths["situations"])
-    say(summarize(conversion, paths["situations"], limit=3))
-
-    say(f"[2/5] make-pairs: {size.train_situations} low-stakes situations from sheet '{TRAIN_SHEET}'")
     pairs = select_pairs(
         conversion.situations,
         "risk-neutral",
@@ -107,13 +104,17 @@ def run_demo(
         sheets=[TRAIN_SHEET],
         instruction=INSTRUCTION,
     )
-    write_jsonl(paths["pairs"], pairs)
     sheets = held_out_sheets(conversion.situations)
     if not sheets:
         raise UserError(f"{source}: no held-out sheets (names starting with {HELD_OUT_PREFIX!r}) to evaluate on")
     held_out, selection = select_situations(
         [s for s in conversion.situations if s.sheet in sheets], sample=size.held_out, seed=seed
     )
+    # Written only once every input has proved usable: a refused --data leaves no files.
+    save_situations(conversion.situations, paths["situations"])
+    say(summarize(conversion, paths["situations"], limit=3))
+    say(f"[2/5] make-pairs: {size.train_situations} low-stakes situations from sheet '{TRAIN_SHEET}'")
+    write_jsonl(paths["pairs"], pairs)
     save_situations(held_out, paths["held_out"])
     say(f"      {len(pairs)} pairs -> {paths['pairs']}; {len(held_out)} held-out situations from {', '.join(sheets)}")
 

@@ -113,3 +113,29 @@ def final_weights(run_dir: Path) -> dict:
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every file and folder under `root` (hidden ones included) -> sha256 of its bytes ("dir" for a folder)."""
+    import hashlib
+
+    return {
+        str(path.relative_to(root)): "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(Path(root).rglob("*"))
+    }
+
+
+def assert_refused(result, *words: str) -> None:
+    """A command refused cleanly: exit status 2, one `error:` line on stderr holding `words`, no traceback.
+
+    `result` is a click `Result` (CliRunner) or a `CompletedProcess`.
+    """
+    status = getattr(result, "exit_code", getattr(result, "returncode", None))
+    exception = getattr(result, "exception", None)
+    assert exception is None or isinstance(exception, SystemExit), repr(exception)
+    lines = result.stderr.strip().splitlines()
+    assert status == 2, (status, result.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert "Traceback" not in result.stderr + result.stdout
+    for word in words:
+        assert word in lines[0], (word, lines[0])

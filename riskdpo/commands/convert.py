@@ -11,6 +11,7 @@ import click
 from riskdpo.commands.config_file import config_option
 from riskdpo.data.convert import read_situations, summarize
 from riskdpo.core.errors import UserError
+from riskdpo.core.fileio import check_output
 from riskdpo.data.situations import save_situations
 
 
@@ -51,6 +52,7 @@ def convert(inputs, input, output, sheet, verify, strict, config):  # noqa: A002
     paths = list(inputs) + list(input)
     if not paths:
         raise UserError("no input file given; pass INPUT (or --input FILE)")
+    check_output(output, inputs=paths)
     result = read_situations(paths, sheet=list(sheet) or None, strict=strict, verify=verify)
     save_situations(result.situations, output)
     click.echo(summarize(result, output))

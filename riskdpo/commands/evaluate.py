@@ -57,6 +57,7 @@ def eval_choices(**params) -> None:
       riskdpo eval-choices --model results-risk-averse/final-model --model microsoft/phi-2 --situations held_out.json -o report.json
       riskdpo eval-choices --model smollm2-135m --situations data/sample.xlsx --sheet test_high --mode generate -o gen.json
     """
+    from riskdpo.core.fileio import check_output
     from riskdpo.evaluation.report import format_table, output_paths, write_evaluation
     from riskdpo.evaluation.evaluate import (
         EvalOptions,
@@ -67,7 +68,8 @@ def eval_choices(**params) -> None:
         select_situations,
     )
 
-    output_paths(params["output"])
+    for path in output_paths(params["output"]):
+        check_output(path, inputs=[params["situations"]])
     if not params["progress"]:
         from riskdpo.models.loading import hide_loading_bars
 

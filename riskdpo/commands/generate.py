@@ -5,7 +5,9 @@ from __future__ import annotations
 import click
 
 from riskdpo.commands.config_file import config_option
-from riskdpo.data.generate import FRAMINGS, KEEP_MODES, STAKES, GenerateSpec, generate_situations, situations_sheet
+from riskdpo.core.fileio import check_output
+from riskdpo.data.generate import FRAMINGS, KEEP_MODES, STAKES, GenerateSpec, generate_situations
+from riskdpo.data.generated_sheet import situations_sheet
 from riskdpo.data.workbook import add_sheet
 
 
@@ -42,6 +44,7 @@ def generate(config, output, count, stakes, seed, framing, keep, include_agreeme
       riskdpo generate -o my.xlsx --sheet train --stakes low --situations 1000 --seed 1
       riskdpo generate -o my.xlsx --append --sheet test_high --stakes high --situations 200 --seed 2
     """
+    check_output(output)
     spec = GenerateSpec(
         situations=count, stakes=stakes, seed=seed, framing=framing,
         keep="all" if include_agreements else keep, cot=cot, sheet=sheet,

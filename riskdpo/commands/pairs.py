@@ -14,7 +14,7 @@ from riskdpo.pairs.build import (
     recipe_summary_lines,
     split_by_situation,
     summary_lines,
-    write_pairs,
+    write_pair_files,
 )
 from riskdpo.data.situations import load_situations
 
@@ -59,7 +59,7 @@ def make_pairs(config, situations_path, output, policy, sample_size, seed, sheet
       riskdpo make-pairs situations.json --rejected bucket --instruction "Output the label of your chosen option only." -o pairs.jsonl
       riskdpo make-pairs situations.json --balance-positions 5 --response cot -o pairs.jsonl
     """
-    train_path, val_path = output_paths(output, val_fraction, val_output)
+    train_path, val_path = output_paths(output, val_fraction, val_output, inputs=[situations_path])
     situations = load_situations(situations_path)
     eligible = find_eligible(situations, policy, seed=seed, sheets=sheets or None)
     built = build_pairs(
@@ -68,9 +68,7 @@ def make_pairs(config, situations_path, output, policy, sample_size, seed, sheet
     )  # fmt: skip
     pairs = built.pairs
     train, validation = split_by_situation(pairs, val_fraction, seed) if val_path else (pairs, None)
-    if val_path:
-        write_pairs(val_path, validation)
-    write_pairs(train_path, train)
+    write_pair_files([(train_path, train)] + ([(val_path, validation)] if val_path else []))
     for line in summary_lines(eligible, train, validation, sample_size) + recipe_summary_lines(built, balance_positions is not None):
         click.echo(line)
     click.echo(f"wrote {train_path}" + (f" and {val_path}" if val_path else ""))

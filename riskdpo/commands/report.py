@@ -22,8 +22,10 @@ def report(output_dir: str, eval_reports: tuple[str, ...], out_dir: str | None) 
     Example:
       riskdpo report results-risk-averse --eval before.json --eval after.json
     """
+    from riskdpo.core.fileio import check_output
     from riskdpo.reporting.figures import metrics_table, write_report
 
+    check_output(out_dir if out_dir is not None else f"{output_dir}/figures", directory=True)
     paths, log = write_report(output_dir, list(eval_reports), out_dir)
     for path in paths:
         click.echo(f"wrote {path}")

@@ -102,10 +102,15 @@ def tiny_model(out_dir, situations_path, seed):
     Example:
       riskdpo tiny-model tiny --situations situations.json
     """
+    from riskdpo.core.errors import UserError
+    from riskdpo.core.fileio import check_output
     from riskdpo.data.situations import load_situations
     from riskdpo.models.tiny import build_tiny_model
 
+    check_output(out_dir, directory=True, inputs=[situations_path])
     situations = load_situations(situations_path)
+    if not situations:
+        raise UserError(f"{situations_path}: holds no situations to train the tokenizer on")
     texts = [s.prompt for s in situations] + [label for s in situations for label in (*s.option_labels, *s.labels_as_written)]
     click.echo(str(build_tiny_model(out_dir, texts, seed=seed)))
 

@@ -1,4 +1,4 @@
-"""Foundations every stage uses: the one user-error type and atomic file io.
+"""Foundations every stage uses: the one user-error type, atomic file io, SIGTERM as Ctrl-C.
 
 Imports nothing else of riskdpo; everything else may import it.
 """

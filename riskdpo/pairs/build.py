@@ -33,6 +33,7 @@ so that every line is the chosen one (and the rejected one) equally often.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 from collections import Counter
@@ -41,11 +42,12 @@ from pathlib import Path
 from typing import Sequence
 
 from riskdpo.core.errors import UserError
-from riskdpo.core.fileio import write_json, write_jsonl
+from riskdpo.core.fileio import atomic_open, check_output, dump_json, dump_jsonl
 from riskdpo.data.labels import answer_variants as default_answer_variants
 from riskdpo.pairs.balance import Lines, balance_summary, lines_of, render_rotations
 from riskdpo.pairs.cot import ReasoningMismatch, reasoning_pair, reasoning_summary
 from riskdpo.pairs.prompting import rewrite_instruction
+from riskdpo.pairs.records import pair_problem
 from riskdpo.data.situations import Situation, situation_digest
 
 #: --rejected values -> the rejected agent (None: decided per situation by its bucket).
@@ -220,9 +222,9 @@ def situation_pairs(
         answers = [(_response(situation, chosen_label, response), _response(situation, rejected_label, response))]
     if augment_variants:
         extra = [pair for pair in variant_pairs(situation, chosen_label, rejected_label) if pair != answers[0]]
-        answers += extra[:augment_variants]
+        answers += [(chosen, rejected) for chosen, rejected in extra if chosen.strip() != rejected.strip()][:augment_variants]
     prompt = rewrite_instruction(situation.prompt, instruction)
-    return [
+    pairs = [
         {
             "prompt": prompt,
             "chosen": chosen,
@@ -236,6 +238,10 @@ def situation_pairs(
         }
         for chosen, rejected in answers
     ]
+    problem = pair_problem(pairs[0])
+    if problem:
+        raise UserError(f"sheet '{situation.sheet}', situation {situation.situation_id}: cannot make a pair: {problem}")
+    return pairs
 
 
 @dataclass
@@ -356,29 +362,42 @@ def check_pairs_path(path: str | Path) -> Path:
     return target
 
 
-def output_paths(output: str | Path, val_fraction: float | None, val_output: str | Path | None) -> tuple[Path, Path | None]:
+def output_paths(
+    output: str | Path, val_fraction: float | None, val_output: str | Path | None, inputs: Sequence[str | Path] = ()
+) -> tuple[Path, Path | None]:
     """The train pairs file and, when `val_fraction` is given, the validation file.
 
     The validation file defaults to ``<stem>_val<suffix>`` beside `output`
-    (``pairs.jsonl`` -> ``pairs_val.jsonl``). Both must be .jsonl or .json and
-    differ, checked before anything is written.
+    (``pairs.jsonl`` -> ``pairs_val.jsonl``). Both must be .jsonl or .json,
+    differ, be writable and be none of `inputs`, checked before anything is
+    written (`riskdpo.core.fileio.check_output`).
     """
-    train_path = check_pairs_path(output)
+    train_path = check_output(check_pairs_path(output), inputs=inputs)
     if val_fraction is None:
         return train_path, None
     val_path = check_pairs_path(val_output or train_path.with_name(f"{train_path.stem}_val{train_path.suffix}"))
     if val_path.resolve() == train_path.resolve():
         raise UserError(f"{val_path}: the validation pairs need a file other than --output")
-    return train_path, val_path
+    return train_path, check_output(val_path, inputs=inputs)
+
+
+def write_pair_files(files: Sequence[tuple[str | Path, list[dict]]]) -> None:
+    """Write pairs files ``(path, pairs)``, all or none: one object a line for .jsonl, a JSON array for .json.
+
+    Every file is written to its temporary first; they are renamed into place
+    only when all are complete, so a failure never leaves the validation pairs
+    without their training pairs.
+    """
+    with contextlib.ExitStack() as stack:
+        for path, pairs in files:
+            target = check_pairs_path(path)
+            handle = stack.enter_context(atomic_open(target))
+            (dump_jsonl if target.suffix.lower() == ".jsonl" else dump_json)(handle, pairs)
 
 
 def write_pairs(path: str | Path, pairs: list[dict]) -> None:
-    """Write pairs atomically: one object a line for .jsonl, a JSON array for .json."""
-    target = check_pairs_path(path)
-    if target.suffix.lower() == ".jsonl":
-        write_jsonl(target, pairs)
-    else:
-        write_json(target, pairs)
+    """Write one pairs file (.jsonl or .json by extension), atomically."""
+    write_pair_files([(path, pairs)])
 
 
 def summary_lines(eligible: Eligible, train: list[dict], validation: list[dict] | None, sample_size: int | None) -> list[str]:

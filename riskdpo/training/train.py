@@ -57,7 +57,8 @@ from riskdpo.training.checkpoint import (
     save_trainable_only,
 )
 from riskdpo.core.errors import UserError
-from riskdpo.core.fileio import atomic_dir, read_json, read_records, write_json
+from riskdpo.core.fileio import atomic_dir, read_json, write_json
+from riskdpo.pairs.records import read_pair_records
 from riskdpo.models.logps import Group, batch_logps, collate, length_grouped_order, tokenize_group
 from riskdpo.training.lora import (
     adapter_state,
@@ -171,18 +172,8 @@ class PairSet:
 
 
 def load_pairs(path: str | Path) -> list[dict]:
-    """Pairs from .jsonl or .json; each record needs prompt, chosen and rejected text."""
-    source = Path(path)
-    records = read_records(source)
-    if not records:
-        raise UserError(f"{source}: the file holds no pairs")
-    for number, record in enumerate(records, start=1):
-        missing = [key for key in ("prompt", "chosen", "rejected") if not (isinstance(record.get(key), str) and record[key])]
-        if missing:
-            raise UserError(
-                f"{source}, record {number}: no {' / '.join(missing)} text (every pair needs prompt, chosen and rejected)"
-            )
-    return records
+    """Pairs from .jsonl or .json, each checked by `riskdpo.pairs.records.pair_problem`."""
+    return read_pair_records(path)
 
 
 def most_common(records: list[dict], key: str) -> str | None:

@@ -27,10 +27,10 @@ from riskdpo.data.generate import (
     LABEL_STYLES,
     STAKES,
     GenerateSpec,
-    cara_expected_utility_display,
     generate_situations,
     reasoning,
 )
+from riskdpo.data.generated_sheet import cara_expected_utility_display
 from riskdpo.data.labels import find_option_lines, label_style
 from riskdpo.pairs.prompting import rewrite_instruction
 from riskdpo.data.situations import Option

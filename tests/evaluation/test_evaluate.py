@@ -27,7 +27,8 @@ from riskdpo.evaluation.evaluate import (
     select_situations,
     stratum_values,
 )
-from riskdpo.data.generate import GenerateSpec, generate_situations, situations_sheet
+from riskdpo.data.generate import GenerateSpec, generate_situations
+from riskdpo.data.generated_sheet import situations_sheet
 from riskdpo.pairs.prompting import PromptFormat
 from riskdpo.data.situations import save_situations
 from riskdpo.models.tiny import build_tiny_model
