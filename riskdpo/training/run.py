@@ -247,9 +247,10 @@ def _train(config: TrainConfig) -> Path:
 def _resume_point(run: RunState) -> Path | None:
     """The newest intact checkpoint; damaged newer ones are named, a run without any starts afresh."""
     resume_from, damage = newest_intact(run.output)
+    if damage and resume_from is None:
+        raise UserError(f"--resume: no intact checkpoint in {run.output} ({'; '.join(damage)}); "
+                        "start over with --overwrite")
     for problem in damage:
-        if resume_from is None:
-            raise UserError(f"--resume: no intact checkpoint in {run.output} ({problem}); start over with --overwrite")
         run.say(f"{problem}; resuming from the earlier {resume_from.name}")
     if resume_from is None:
         run.say(f"{run.output}: no checkpoint to resume from; starting from the beginning")
