@@ -143,6 +143,7 @@ def run_demo(
             batch_size=size.batch_size,
             max_length=size.max_length,
             seed=seed,
+            overwrite=True,  # the demo rewrites its whole folder each time it runs, its run too
         )
     ))
     paths["model"] = Path(tuned)
