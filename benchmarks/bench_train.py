@@ -76,7 +76,7 @@ def token_counts(model: Path, pairs_path: Path, prompt_format: dict, max_length:
     """Mean prompt and completion tokens per pair, as riskdpo tokenizes them (max_length applied)."""
     from riskdpo.models.loading import load_tokenizer
     from riskdpo.pairs.prompting import PromptFormat
-    from riskdpo.training.train import tokenize_pairs
+    from riskdpo.training.pair_data import tokenize_pairs
 
     tokenizer = load_tokenizer(str(model))
     data = tokenize_pairs(tokenizer, read_records(pairs_path), PromptFormat(**prompt_format), max_length)

@@ -1,6 +1,6 @@
 """riskdpo's side of the training benchmark: `riskdpo train` (the library call the command makes), timed.
 
-It runs `riskdpo.training.train.train(TrainConfig(...))` with the settings the
+It runs `riskdpo.training.run.train(TrainConfig(...))` with the settings the
 comparison holds equal (see `baseline_train.py`): one epoch over a pairs file
 of exactly steps x batch pairs, so the run takes exactly ``--steps`` optimiser
 steps; linear schedule without warm-up; clipping at 1.0; sigmoid DPO; LoRA on
@@ -31,7 +31,8 @@ def run_riskdpo(args: Any) -> dict[str, Any]:
     import torch
 
     from riskdpo.training.metrics import read_metrics
-    from riskdpo.training.train import TrainConfig, train
+    from riskdpo.training.config import TrainConfig
+    from riskdpo.training.run import train
 
     output = Path(tempfile.mkdtemp(prefix="riskdpo-bench-"))
     try:

@@ -40,26 +40,27 @@ pairs pairs_neutral situations.json risk-neutral --sheet train
 pairs pairs_bucket train_bucket.json bucket
 pairs pairs_large_neutral train_large.json risk-neutral
 
-# LoRA DPO runs (rank 16, all linear layers, batch 8, 10% warm-up, seed 0).
-train() {  # train RUN PAIRS_STEM [riskdpo train options...]
+# LoRA DPO runs (rank 16, all linear layers, batch 8, 10% warm-up, seed 0): each run's
+# settings are configs/results/RUN.yaml; only the pair files and the folder come from here.
+configs="$(cd "$(dirname "$0")/.." && pwd)/configs/results"
+train() {  # train RUN PAIRS_STEM
     local run=$1 stem=$2
-    shift 2
     if missing "$run/final-model"; then
-        riskdpo train --model smollm2-135m --dataset "$out/$stem.jsonl" --val "$out/${stem}_val.jsonl" \
-            --output-dir "$out/$run" --batch-size 8 --seed 0 --no-progress "$@"
+        riskdpo train --config "$configs/$run.yaml" --dataset "$out/$stem.jsonl" --val "$out/${stem}_val.jsonl" \
+            --output-dir "$out/$run" --no-progress
     fi
 }
 # Small runs, 216 pairs, 2 epochs: on the sample's pairs, rejected = risk-neutral at beta
 # 0.5, 0.3 and 0.1, and SFT-then-DPO; on the bucket sheet, rejected by the bucket policy
 # (the alpha = 0.10 best for `010_only`, the risk-neutral best for `lin_only`, a seeded coin
 # for `both`).
-train run_neutral pairs_neutral --epochs 2 --lr 5e-4 --beta 0.5 --eval-every 9
-train run_beta0.3 pairs_neutral --epochs 2 --lr 5e-4 --beta 0.3 --eval-every 9
-train run_beta0.1 pairs_neutral --epochs 2 --lr 5e-4 --beta 0.1 --eval-every 9
-train run_sft_dpo pairs_neutral --epochs 2 --lr 5e-4 --beta 0.5 --eval-every 9 --sft-epochs 1
-train run_bucket pairs_bucket --epochs 2 --lr 5e-4 --beta 0.5 --eval-every 9
+train run_neutral pairs_neutral
+train run_beta0.3 pairs_neutral
+train run_beta0.1 pairs_neutral
+train run_sft_dpo pairs_neutral
+train run_bucket pairs_bucket
 # The large run: 1,080 generated pairs, one epoch, rejected = risk-neutral.
-train run_large_neutral pairs_large_neutral --epochs 1 --lr 5e-4 --beta 0.5 --eval-every 15
+train run_large_neutral pairs_large_neutral
 
 # Every model on every held-out situation (300), the base first so that each comparison is
 # a paired difference against it; then every model again with the lotteries moved between

@@ -28,8 +28,8 @@ _EXPORTS: dict[str, str] = {
     "split_by_situation": "riskdpo.pairs.build:split_by_situation",
     "write_pairs": "riskdpo.pairs.build:write_pairs",
     # training
-    "TrainConfig": "riskdpo.training.train:TrainConfig",
-    "train": "riskdpo.training.train:train",
+    "TrainConfig": "riskdpo.training.config:TrainConfig",
+    "train": "riskdpo.training.run:train",
     "dpo_loss": "riskdpo.training.loss:dpo_loss",
     "build_tiny_model": "riskdpo.models.tiny:build_tiny_model",
     # evaluation

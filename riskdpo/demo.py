@@ -85,7 +85,8 @@ def run_demo(
     from riskdpo.evaluation.report import format_table, write_evaluation
     from riskdpo.evaluation.evaluate import EvalOptions, FormatOverrides, evaluate_choices, select_situations
     from riskdpo.pairs.build import select_pairs
-    from riskdpo.training.train import TrainConfig, train
+    from riskdpo.training.config import TrainConfig
+    from riskdpo.training.run import train
 
     started = time.perf_counter()
     out = Path(out_dir)
@@ -143,6 +144,7 @@ def run_demo(
             batch_size=size.batch_size,
             max_length=size.max_length,
             seed=seed,
+            overwrite=True,  # the demo rewrites its whole folder each time it runs, its run too
         )
     ))
     paths["model"] = Path(tuned)

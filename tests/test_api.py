@@ -65,7 +65,7 @@ def test_an_unknown_name_is_an_attribute_error():
 
 
 def test_importing_the_package_or_the_cli_loads_no_torch():
-    assert loaded_after("import riskdpo", ["torch", "transformers", "riskdpo.training.train"]) == []
+    assert loaded_after("import riskdpo", ["torch", "transformers", "riskdpo.training.run"]) == []
     assert loaded_after("import riskdpo.cli", ["torch", "transformers"]) == []
 
 

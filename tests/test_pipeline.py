@@ -19,7 +19,8 @@ from riskdpo.evaluation.evaluate import EvalOptions, evaluate_choices
 from riskdpo.core.fileio import write_jsonl
 from riskdpo.pairs.build import select_pairs
 from riskdpo.models.tiny import build_tiny_model
-from riskdpo.training.train import TrainConfig, train
+from riskdpo.training.config import TrainConfig
+from riskdpo.training.run import train
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample.xlsx"
 

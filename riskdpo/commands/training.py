@@ -1,73 +1,61 @@
 """`riskdpo train` (DPO fine-tuning) and `riskdpo tiny-model` (a toy model for tests).
 
-Option values are checked by the library (`riskdpo.training.train.validate_config`), so a
-bad value gives one `error:` line and exit status 2 like every user error.
-The spellings of the original scripts (`--model_name`, `--batch_size`, ...)
-are accepted as aliases.
+The options of `train` are made from the fields of `TrainConfig`
+(`riskdpo.training.config`): name, default, type and help are written once, in
+the dataclass. Option values are checked by the dataclass (`__post_init__`), so
+a bad value gives one `error:` line and exit status 2 like every user error. The
+spellings of the original scripts (`--model_name`, `--batch_size`, ...) are
+accepted as aliases.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import signal
+import sys
+import typing
 
 import click
 
 from riskdpo.commands.config_file import config_option
-from riskdpo.training.loss import LOSS_TYPES
+from riskdpo.training.config import TrainConfig
+
+_CLICK_TYPES = {int: int, float: float, str: str}
+
+
+def field_option(field: dataclasses.Field, annotation: typing.Any) -> typing.Callable:
+    """The click option of one `TrainConfig` field (see `riskdpo.training.config.setting`)."""
+    meta = field.metadata
+    flag = "--" + field.name.replace("_", "-")
+    names = [flag + "/" + meta["off"]] if meta["off"] else [flag, *meta["aliases"]]
+    required = field.default is dataclasses.MISSING
+    settings: dict[str, typing.Any] = {"help": meta["help"]}
+    if meta["flag"]:
+        settings.update(is_flag=True, default=field.default)
+    elif required:
+        settings["required"] = True
+    else:
+        settings["default"] = field.default
+        settings["show_default"] = field.default is not None
+        if annotation is not bool:
+            kind = next(t for t in typing.get_args(annotation) or (annotation,) if t is not type(None))
+            if kind is not str:
+                settings["type"] = _CLICK_TYPES[kind]
+    return click.option(*names, field.name, **settings)
+
+
+def config_options(command: typing.Callable) -> typing.Callable:
+    """Decorate `command` with one click option per `TrainConfig` field, in the fields' order."""
+    hints = typing.get_type_hints(TrainConfig)
+    for field in reversed(dataclasses.fields(TrainConfig)):
+        command = field_option(field, hints[field.name])(command)
+    return command
 
 
 @click.command("train")
 @config_option
-@click.option("--dataset", required=True, help="Pairs file (.jsonl or .json) with prompt, chosen, rejected.")
-@click.option("--output-dir", "--output_dir", "output_dir", required=True,
-              help="Run folder: final-model/, metrics.jsonl, run.json, checkpoints/.")
-@click.option("--model", "--model_name", "model", default="microsoft/phi-2", show_default=True,
-              help="Hub id, local directory or short name (smollm2-135m) of the model to fine-tune.")
-@click.option("--val", default=None, help="Validation pairs, scored every --eval-every steps and at the end.")
-@click.option("--epochs", type=int, default=3, show_default=True)
-@click.option("--batch-size", "--batch_size", "batch_size", type=int, default=4, show_default=True,
-              help="Pairs per process per micro-batch; the global batch is this x processes x --grad-accum.")
-@click.option("--grad-accum", "--gradient_accumulation_steps", "grad_accum", type=int, default=1, show_default=True,
-              help="Micro-batches per optimizer step.")
-@click.option("--lr", "--learning_rate", "lr", type=float, default=1e-5, show_default=True, help="Peak learning rate (AdamW).")
-@click.option("--weight-decay", type=float, default=0.0, show_default=True, help="AdamW weight decay (matrices only).")
-@click.option("--warmup-ratio", type=float, default=0.1, show_default=True, help="Fraction of steps of linear warm-up.")
-@click.option("--warmup-steps", type=int, default=None, help="Warm-up steps (overrides --warmup-ratio).")
-@click.option("--scheduler", default="linear", show_default=True, help="Decay after warm-up: linear or cosine.")
-@click.option("--max-grad-norm", type=float, default=1.0, show_default=True, help="Gradient clipping norm; 0 = none.")
-@click.option("--seed", type=int, default=2003, show_default=True, help="Seed of initialisation and batch order.")
-@click.option("--beta", type=float, default=0.5, show_default=True, help="DPO temperature: how far the policy may move from the reference.")
-@click.option("--loss", default="sigmoid", show_default=True, help=f"Loss: {', '.join(LOSS_TYPES)}.")
-@click.option("--label-smoothing", type=float, default=0.0, show_default=True,
-              help="Assumed fraction of flipped labels (sigmoid: conservative DPO; robust: rDPO).")
-@click.option("--sft-epochs", type=int, default=0, show_default=True,
-              help="Supervised warm-up epochs on the chosen answers before DPO; the result is the reference.")
-@click.option("--lora/--full", "lora", default=True, show_default=True, help="Train a LoRA adapter, or all weights.")
-@click.option("--lora-rank", type=int, default=16, show_default=True)
-@click.option("--lora-alpha", type=float, default=32.0, show_default=True)
-@click.option("--lora-dropout", type=float, default=0.05, show_default=True)
-@click.option("--lora-targets", default="all-linear", show_default=True,
-              help="Modules to adapt: all-linear or a comma-separated list (q_proj,v_proj).")
-@click.option("--freeze-layers", type=int, default=0, show_default=True,
-              help="With --full: freeze the embeddings and the first K transformer blocks.")
-@click.option("--load-in-4bit", is_flag=True, help="QLoRA: 4-bit base model (needs CUDA and bitsandbytes).")
-@click.option("--precision", default="auto", show_default=True, help="auto, bf16, fp16 or fp32 (auto: bf16 on a GPU that has it).")
-@click.option("--gradient-checkpointing", is_flag=True, help="Recompute activations in the backward pass to save memory.")
-@click.option("--max-length", type=int, default=512, show_default=True,
-              help="Tokens per prompt + completion; longer prompts lose their start.")
-@click.option("--chat-template/--no-chat-template", default=True, show_default=True,
-              help="Wrap prompts in the tokenizer's chat template when it has one.")
-@click.option("--system", default=None, help="System message for the chat template.")
-@click.option("--trust-remote-code", is_flag=True, help="Allow model code from the hub (off by default).")
-@click.option("--save-every", type=int, default=0, show_default=True, help="Checkpoint every N steps (0 = never).")
-@click.option("--keep-checkpoints", type=int, default=2, show_default=True, help="Keep the newest K checkpoints (0 = all).")
-@click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --output-dir.")
-@click.option("--log-every", type=int, default=1, show_default=True, help="Write metrics every N steps.")
-@click.option("--eval-every", type=int, default=0, show_default=True,
-              help="Score --val every N steps (0 = at the start and the end only).")
-@click.option("--wandb-project", "--wandb_project", "wandb_project", default=None,
-              help="Log to this W&B project (offline when no credentials).")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@config_options
 def train(config, **options):
     """Fine-tune a model with DPO on preference pairs (chosen = risk-averse).
 
@@ -82,10 +70,18 @@ def train(config, **options):
       riskdpo train --dataset pairs.jsonl --output-dir run --model smollm2-135m --epochs 2 --lr 5e-4
       accelerate launch --num_processes 4 -m riskdpo.cli train --dataset pairs.jsonl --output-dir run
     """
-    from riskdpo.training.train import TrainConfig
-    from riskdpo.training.train import train as run_training
+    from riskdpo.training.run import train as run_training
 
-    final = run_training(TrainConfig(**options))
+    try:
+        final = run_training(TrainConfig(**options))
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: run.json says "interrupted", checkpoints are kept
+        from riskdpo.training.checkpoint import checkpoint_dirs
+
+        number = getattr(stop, "signal_number", signal.SIGINT)
+        checkpoints = checkpoint_dirs(options["output_dir"])
+        kept = f"continue from {checkpoints[-1]} with --resume" if checkpoints else "no checkpoint was written yet"
+        click.echo(f"interrupted by {signal.Signals(number).name}: {kept}", err=True)
+        sys.exit(128 + number)
     if os.environ.get("RANK", "0") == "0":  # one line, not one per process
         click.echo(str(final))
 

@@ -6,11 +6,15 @@ optimizer, learning-rate schedule and the random state of every process, plus
 `progress.json` (epoch and step within it, which fix the data position since
 the batch order of an epoch is a pure function of the seed). All processes write
 into `.step-N.tmp`, which is renamed to `step-N` once complete, so a crash never
-leaves half a checkpoint to resume from.
+leaves half a checkpoint to resume from. Each checkpoint ends with
+`manifest.json` (every file's size), so a checkpoint damaged later (a file
+truncated or deleted, the folder emptied) is recognised before it is loaded, and
+a resumed run falls back to the newest intact one (`newest_intact`).
 
 `OUTPUT_DIR/reference-logps.pt` holds log π_ref of every completion, computed
 once before training and reused on resume; it records a fingerprint of the
-reference model and the token ids, so a stale cache is never used.
+reference model and the token ids, so a stale cache is never used, and a cache
+that cannot be read is reported and recomputed.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ from typing import Any
 
 import torch
 
+from riskdpo.core.errors import UserError
 from riskdpo.core.fileio import atomic_path, write_json
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
+MANIFEST = "manifest.json"
 
 
 @dataclass
@@ -80,6 +86,7 @@ def save_checkpoint(accelerator: Any, output_dir: str | Path, progress: Progress
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         write_json(partial / "progress.json", asdict(progress))
+        write_json(partial / MANIFEST, {"files": _file_sizes(partial)})
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
         for old in checkpoint_dirs(output_dir)[:-keep] if keep > 0 else []:
@@ -88,9 +95,63 @@ def save_checkpoint(accelerator: Any, output_dir: str | Path, progress: Progress
     return final
 
 
+def _file_sizes(directory: Path) -> dict[str, int]:
+    """Size in bytes of every file under `directory`, by path relative to it."""
+    return {path.relative_to(directory).as_posix(): path.stat().st_size
+            for path in sorted(directory.rglob("*")) if path.is_file() and path.name != MANIFEST}
+
+
+def checkpoint_damage(directory: str | Path) -> str | None:
+    """What is wrong with a checkpoint folder (which file is missing, truncated or unreadable), or None.
+
+    Checkpoints written before manifests existed are checked for their progress file only.
+    """
+    folder = Path(directory)
+    if not any(folder.iterdir()):
+        return f"{folder}: the checkpoint folder is empty"
+    expected = None
+    if (folder / MANIFEST).exists():
+        try:
+            expected = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["files"]
+        except (ValueError, KeyError, TypeError):
+            return f"{folder / MANIFEST}: damaged (not the JSON a checkpoint writes)"
+    for name, size in (expected or {}).items():
+        path = folder / name
+        if not path.is_file():
+            return f"{path}: missing from the checkpoint"
+        if path.stat().st_size != size:
+            return f"{path}: damaged ({path.stat().st_size} bytes, written with {size})"
+    try:
+        Progress(**json.loads((folder / "progress.json").read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        return f"{folder / 'progress.json'}: missing from the checkpoint"
+    except (ValueError, TypeError):
+        return f"{folder / 'progress.json'}: damaged (not the JSON a checkpoint writes)"
+    return None
+
+
+def newest_intact(output_dir: str | Path) -> tuple[Path | None, list[str]]:
+    """The newest checkpoint that is intact, and what is wrong with each newer one."""
+    damage = []
+    for directory in reversed(checkpoint_dirs(output_dir)):
+        problem = checkpoint_damage(directory)
+        if problem is None:
+            return directory, damage
+        damage.append(problem)
+    return None, damage
+
+
 def load_checkpoint(accelerator: Any, directory: str | Path) -> Progress:
-    """Restore weights, optimizer, schedule and random state; return the progress."""
-    accelerator.load_state(str(directory), strict=False)
+    """Restore weights, optimizer, schedule and random state; return the progress.
+
+    Raises `UserError` naming the checkpoint when its files cannot be loaded
+    although their sizes are right (overwritten, not truncated).
+    """
+    try:
+        accelerator.load_state(str(directory), strict=False)
+    except Exception as error:  # whatever torch.load / pickle / safetensors raise for bytes that are not a checkpoint
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"{directory}: damaged checkpoint ({detail}); delete it to resume from an earlier one") from None
     return Progress(**json.loads((Path(directory) / "progress.json").read_text(encoding="utf-8")))
 
 
@@ -106,13 +167,27 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()
 
 
+class DamagedCache(Exception):
+    """A cache file that exists but cannot be read; the message names it."""
+
+
 def load_reference(path: str | Path, expected: str) -> dict[str, torch.Tensor] | None:
-    """Cached reference log-probs, or None when absent or computed from something else."""
+    """Cached reference log-probs, or None when absent or computed from something else.
+
+    Raises `DamagedCache` when the file cannot be read as a cache (truncated, overwritten).
+    """
     source = Path(path)
     if not source.exists():
         return None
-    cached = torch.load(source, map_location="cpu")
-    return cached["logps"] if cached.get("fingerprint") == expected else None
+    try:
+        cached = torch.load(source, map_location="cpu")
+    except Exception as error:  # torch.load raises many types for bytes that are not what torch.save wrote
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DamagedCache(f"{source}: damaged ({detail[:200]})") from None
+    logps = cached.get("logps") if isinstance(cached, dict) else None
+    if not (isinstance(logps, dict) and all(isinstance(value, torch.Tensor) for value in logps.values())):
+        raise DamagedCache(f"{source}: damaged (not a cache of reference log-probs)")
+    return logps if cached.get("fingerprint") == expected else None
 
 
 def save_reference(path: str | Path, key: str, logps: dict[str, torch.Tensor]) -> None:

@@ -50,7 +50,7 @@ def dpo_sums(
     """Per-batch sums of the DPO statistics (means are taken after summing over processes).
 
     accuracy = [r_c > r_r], margin = r_c - r_r, with r the implicit rewards.
-    `weight` 0 turns a padding batch (see train.py) into zeros.
+    `weight` 0 turns a padding batch (see steps.process_slices) into zeros.
     """
     values = {
         "loss": losses,

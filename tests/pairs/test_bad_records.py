@@ -16,7 +16,7 @@ from riskdpo.core.errors import UserError
 from riskdpo.data.generate import GenerateSpec, generate_situations
 from riskdpo.data.situations import situation_problem
 from riskdpo.pairs.records import pair_problem, read_pair_records
-from riskdpo.training.train import load_pairs
+from riskdpo.training.pair_data import load_pairs
 
 
 def run(*args):

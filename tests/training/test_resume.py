@@ -14,7 +14,8 @@ from helpers import SUBPROCESS_ENV, final_weights, pairs_path, read_jsonl, run_c
 from riskdpo.training.checkpoint import checkpoint_dirs
 from riskdpo.core.fileio import read_json
 from riskdpo.training.metrics import read_metrics, without_timing
-from riskdpo.training.train import TrainConfig, train
+from riskdpo.training.config import TrainConfig
+from riskdpo.training.run import train
 
 # LoRA dropout on (0.05), so the random state must be restored too; checkpoints
 # every 4 steps, metrics every 3, so a checkpoint falls inside a logging window.

@@ -19,7 +19,8 @@ from riskdpo.models.logps import pair_logps, tokenize_group
 from riskdpo.training.metrics import DPO_KEYS
 from riskdpo.models.loading import load_model, load_tokenizer
 from riskdpo.pairs.prompting import PromptFormat, render_prompt
-from riskdpo.training.train import TrainConfig, train
+from riskdpo.training.config import TrainConfig
+from riskdpo.training.run import train
 
 FAST = {"max_length": 128, "progress": False}
 

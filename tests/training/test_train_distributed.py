@@ -11,7 +11,8 @@ import torch
 
 from helpers import SUBPROCESS_ENV, choice_pairs, final_weights, read_jsonl, tiny_model, write_pairs  # noqa: F401
 from riskdpo.training.metrics import without_timing
-from riskdpo.training.train import TrainConfig, train
+from riskdpo.training.config import TrainConfig
+from riskdpo.training.run import train
 
 OPTIONS = {"epochs": 2, "lr": 5e-3, "lora_dropout": 0.0, "max_length": 128, "seed": 7}
 

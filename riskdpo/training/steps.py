@@ -1,0 +1,249 @@
+"""The step mechanics: micro-batches, gradient accumulation, gradient application,
+the optimizer and its schedule, and the forward passes they run.
+
+One optimizer step consumes one *global batch* of batch_size × processes ×
+grad_accum pairs. Each process takes fixed slices of it (`process_slices`) and
+accumulates gradients over its micro-batches; the step's objective is
+Σ_pairs loss / |global batch|, so 1 process × batch 4 and 2 processes × batch 2
+take the same steps. The gradients are all-reduced once per step.
+
+`RunState` is what the stages of a run share (settings, processes, tokenized
+pairs, log); `Trainee` the model with its optimizer and schedule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+from riskdpo.core.errors import UserError
+from riskdpo.models.logps import batch_logps, collate, length_grouped_order
+from riskdpo.training.checkpoint import checkpoint_dirs
+from riskdpo.training.config import TrainConfig
+from riskdpo.training.loss import dpo_loss
+from riskdpo.training.metrics import MetricsLog, add_sums, dpo_means, dpo_sums, reduce_sums
+from riskdpo.training.pair_data import PairSet, steps_per_epoch
+
+#: A micro-batch of one process: pair indices and a weight (0 for a padding batch).
+Micro = tuple[list[int], float]
+
+
+@dataclass
+class RunState:
+    """What every stage of one run shares: its settings, its processes, the tokenized pairs and the log."""
+
+    config: TrainConfig
+    accelerator: Any
+    tokenizer: Any
+    precision: str
+    data: PairSet
+    val_data: PairSet | None
+    log: MetricsLog | None = None
+
+    @property
+    def output(self) -> Path:
+        return Path(self.config.output_dir)
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+    @property
+    def global_size(self) -> int:
+        """Pairs per optimizer step, over all processes."""
+        return self.config.batch_size * self.accelerator.num_processes * self.config.grad_accum
+
+    @property
+    def per_epoch(self) -> int:
+        """Optimizer steps per epoch."""
+        return steps_per_epoch(len(self.data.groups), self.global_size)
+
+    def say(self, message: str) -> None:
+        """One line on stderr, from the main process only."""
+        self.accelerator.print(message, file=sys.stderr)
+
+
+@dataclass
+class Trainee:
+    """The model being trained with its optimizer and learning-rate schedule (as accelerate prepared them)."""
+
+    model: Any
+    optimizer: Any
+    scheduler: Any
+
+    @property
+    def lr(self) -> float:
+        """The learning rate of the coming step."""
+        return self.optimizer.param_groups[0]["lr"]
+
+
+def process_slices(global_batch: list[int], batch_size: int, accelerator: Any, accum: int) -> list[Micro]:
+    """This process's micro-batches of one global batch.
+
+    Micro-batch i of process r is slice i·P + r of the global batch cut into
+    slices of `batch_size` (P processes), so the processes together cover the
+    global batch exactly once. A process whose slice is empty (the short last
+    batch of an epoch) runs the batch's first pair with weight 0, because every
+    process must take part in every gradient all-reduce.
+    """
+    processes, rank = accelerator.num_processes, accelerator.process_index
+    micros = []
+    for i in range(accum):
+        start = (i * processes + rank) * batch_size
+        indices = global_batch[start : start + batch_size]
+        micros.append((indices, 1.0) if indices else (global_batch[:1], 0.0))
+    return micros
+
+
+def whole_split(lengths: list[int], batch_size: int, accelerator: Any) -> Iterator[Micro]:
+    """This process's batches for a pass (no gradients) over a whole split."""
+    for global_batch in length_grouped_order(lengths, batch_size * accelerator.num_processes):
+        yield from process_slices(global_batch, batch_size, accelerator, 1)
+
+
+def accumulate(accelerator: Any, model: Any, micros: list[Micro], compute: Callable) -> dict[str, float]:
+    """Forward and backward over this process's micro-batches of one global batch.
+
+    Gradients are all-reduced once, after the last micro-batch. Returns the
+    step's statistics summed over all processes.
+    """
+    sums = None
+    for i, (indices, weight) in enumerate(micros):
+        last = i == len(micros) - 1
+        with contextlib.nullcontext() if last else accelerator.no_sync(model):
+            objective, batch_sums = compute(indices, weight)
+            accelerator.backward(objective)
+        sums = add_sums(sums, batch_sums)
+    return reduce_sums(accelerator, sums)
+
+
+def apply_gradients(accelerator: Any, trainee: Trainee, config: TrainConfig, loss: float, where: str) -> float:
+    """Clip, check, step. Returns the gradient norm before clipping.
+
+    A non-finite loss (or gradient, outside fp16 where the loss scaler handles
+    overflow) stops the run before the weights are touched, so the last
+    checkpoint stays good.
+    """
+    grad_norm = float(accelerator.clip_grad_norm_(trainee.model.parameters(), config.max_grad_norm or math.inf))
+    grad_ok = math.isfinite(grad_norm) or accelerator.mixed_precision == "fp16"
+    if not (math.isfinite(loss) and grad_ok):
+        checkpoints = checkpoint_dirs(config.output_dir)
+        kept = f"the last checkpoint is {checkpoints[-1]}" if checkpoints else "no checkpoint was written"
+        raise UserError(
+            f"training stopped: the loss became non-finite ({loss}, gradient norm {grad_norm}) at {where}; "
+            f"{kept}; try a lower --lr"
+        )
+    trainee.optimizer.step()
+    trainee.scheduler.step()
+    trainee.optimizer.zero_grad(set_to_none=True)
+    return grad_norm
+
+
+def make_optimizer(model: Any, config: TrainConfig, total_steps: int) -> tuple[Any, Any]:
+    """AdamW (weight decay on matrices only, not on biases and norms) and the schedule:
+    linear warm-up to `lr`, then linear or cosine decay to 0 at the last step."""
+    from transformers import get_scheduler
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in trainable if p.ndim >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
+    warmup = config.warmup_steps if config.warmup_steps is not None else math.ceil(config.warmup_ratio * total_steps)
+    scheduler = get_scheduler(config.scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+    return optimizer, scheduler
+
+
+# ------------------------------------------------------------- the passes
+
+
+def dpo_batch(
+    model: Any, data: PairSet, reference: torch.Tensor, config: TrainConfig, pad_id: int, scale: float, micro: Micro
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """DPO objective (scaled to the global batch) and statistics of one micro-batch.
+
+    For IPO, log-probs are averaged per token before the loss, as IPO defines them.
+    """
+    indices, weight = micro
+    batch = collate([data.groups[i] for i in indices], pad_id).to(_device(model))
+    logps, counts = batch_logps(model, batch)
+    ref = reference[indices].to(logps.device)
+    policy = logps
+    if config.loss == "ipo":
+        policy, ref = logps / counts, ref / counts
+    losses, chosen_rewards, rejected_rewards = dpo_loss(
+        policy[:, 0], policy[:, 1], ref[:, 0], ref[:, 1], config.beta, config.loss, config.label_smoothing
+    )
+    sums = dpo_sums(losses, chosen_rewards, rejected_rewards, logps[:, 0], logps[:, 1], weight)
+    sums["tokens"] = torch.tensor(batch.num_tokens * weight)
+    return losses.sum() * weight * scale, sums
+
+
+def sft_batch(model: Any, data: PairSet, pad_id: int, scale: float, micro: Micro) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Summed NLL of the chosen completions (scaled to the global batch's token count)."""
+    indices, weight = micro
+    batch = collate([(data.groups[i][0], data.groups[i][1][:1]) for i in indices], pad_id).to(_device(model))
+    logps, counts = batch_logps(model, batch)
+    nll = -logps.sum()
+    sums = {
+        "nll": nll.detach() * weight,
+        "chosen_tokens": counts.sum().float() * weight,
+        "pairs": torch.tensor(len(indices) * weight),
+        "tokens": torch.tensor(batch.num_tokens * weight),
+    }
+    return nll * weight * scale, sums
+
+
+def _device(model: Any) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def reference_logps(accelerator: Any, model: Any, data: PairSet, batch_size: int, lora: bool, pad_id: int) -> torch.Tensor:
+    """log π_ref of each pair's [chosen, rejected], shape [N, 2].
+
+    Each process computes its slices of the split; the results are gathered.
+    """
+    from accelerate.utils import gather_object
+
+    rows = []
+    model.eval()
+    no_adapter = accelerator.unwrap_model(model).disable_adapter() if lora else contextlib.nullcontext()
+    with no_adapter:
+        for indices, weight in whole_split(data.lengths, batch_size, accelerator):
+            logps, _ = batch_logps(model, collate([data.groups[i] for i in indices], pad_id).to(_device(model)))
+            if weight:
+                rows += list(zip(indices, logps.float().cpu().tolist()))
+    model.train()
+    if accelerator.num_processes > 1:
+        rows = gather_object(rows)
+    result = torch.empty(len(data.groups), 2)
+    for index, values in rows:
+        result[index] = torch.tensor(values)
+    return result
+
+
+@torch.no_grad()
+def validation_statistics(
+    accelerator: Any, model: Any, data: PairSet, reference: torch.Tensor, config: TrainConfig, pad_id: int
+) -> dict[str, float]:
+    """DPO statistics of the current model on a validation split, keys prefixed `val/`."""
+    start = time.perf_counter()
+    model.eval()
+    sums = None
+    for micro in whole_split(data.lengths, config.batch_size, accelerator):
+        _, batch_sums = dpo_batch(model, data, reference, config, pad_id, 0.0, micro)
+        sums = add_sums(sums, batch_sums)
+    model.train()
+    totals = reduce_sums(accelerator, sums)
+    seconds = time.perf_counter() - start
+    speed = {"val/pairs/s": totals["pairs"] / seconds, "val/tokens/s": totals["tokens"] / seconds}
+    return {**dpo_means(totals, "val/"), **speed}
