@@ -19,7 +19,8 @@ situation is skipped and counted (`indistinct_labels`), never scored.
 
 generate: prompts are left-padded and generated in length-grouped batches,
 greedily or by sampling at a temperature under a seed; the answer text is read
-by `riskdpo.evaluation.answers.parse_answer`.
+by `riskdpo.evaluation.answers.read_answer`, which also says which part of a
+``<think>`` answer it read and why an invalid answer names no choice.
 
 A choice falls in exactly one category, taken in this order:
 risk_averse (a best option for CARA alpha = 0.01), risk_neutral (linear best),
@@ -33,7 +34,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from riskdpo.evaluation.answers import parse_answer
+from riskdpo.evaluation.answers import read_answer
 from riskdpo.models.logps import completion_logps, length_grouped_order, tokenize_group
 from riskdpo.data.situations import Situation
 
@@ -52,6 +53,12 @@ class Choice:
     logps: dict[str, float] | None = None
     risk_averse_prob: float | None = None
     answer: str | None = None
+    #: generate mode: the part of the answer the label was read from ("visible" or "reasoning").
+    answer_source: str | None = None
+    #: Why a choice is invalid (`riskdpo.evaluation.answers.INVALID_REASONS`, or "nan_logprobs").
+    invalid_reason: str | None = None
+    #: generate mode: characters of <think> reasoning in the answer.
+    reasoning_chars: int | None = None
 
 
 def categorize(situation: Situation, label: str | None) -> str:
@@ -106,7 +113,9 @@ def logprob_choices(
     choices = []
     for situation, logps in zip(situations, scores):
         if any(math.isnan(value) for value in logps):  # a broken model: no choice can be read
-            choices.append(Choice(None, "invalid", logps=dict(zip(situation.option_labels, logps))))
+            choices.append(
+                Choice(None, "invalid", logps=dict(zip(situation.option_labels, logps)), invalid_reason="nan_logprobs")
+            )
             continue
         best = max(range(len(logps)), key=lambda j: logps[j])
         label = situation.option_labels[best]
@@ -177,9 +186,18 @@ def generate_answers(
 
 
 def answer_choices(situations: Sequence[Situation], answers: Sequence[str]) -> list[Choice]:
-    """Parse each generated answer into a choice (None = invalid) with its category."""
+    """Read each generated answer into a choice (None = invalid, with the reason), its category and source."""
     choices = []
     for situation, answer in zip(situations, answers):
-        label = parse_answer(answer, situation.option_labels, situation.answer_variants)
-        choices.append(Choice(label=label, category=categorize(situation, label), answer=answer))
+        parsed = read_answer(answer, situation.option_labels, situation.answer_variants)
+        choices.append(
+            Choice(
+                label=parsed.label,
+                category=categorize(situation, parsed.label),
+                answer=answer,
+                answer_source=parsed.source,
+                invalid_reason=parsed.reason,
+                reasoning_chars=parsed.reasoning_chars,
+            )
+        )
     return choices

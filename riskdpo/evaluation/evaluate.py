@@ -433,6 +433,9 @@ def build_report(
         summary["cooperate"] = _cooperate(situations, scored)
         summary["alpha"] = fit_alpha(table, chosen, bootstrap=options.bootstrap, seed=options.seed).to_json()
         summary["skipped"] = dict(Counter(record["skipped"] for record in model_records if record["skipped"]))
+        summary["invalid_reasons"] = dict(
+            Counter(record.get("invalid_reason") or "unknown" for record in scored if record["category"] == "invalid")
+        )
         invalid = [record for record in scored if record["category"] == "invalid"][:INVALID_EXAMPLES]
         summary["invalid_examples"] = [_where(situations[r["position"]], answer=r["answer"]) for r in invalid]
         summary["strata"] = _strata(situations, scored)
@@ -471,5 +474,8 @@ def _csv_row(model: str, situation: Situation, record: dict) -> dict[str, Any]:
         "logps": json.dumps(record["logps"]) if record.get("logps") else "",
         "risk_averse_prob": "" if record.get("risk_averse_prob") is None else record["risk_averse_prob"],
         "answer": record.get("answer") or "",
+        "answer_source": record.get("answer_source") or "",
+        "invalid_reason": record.get("invalid_reason") or "",
+        "reasoning_chars": "" if record.get("reasoning_chars") is None else record["reasoning_chars"],
         "skipped": record.get("skipped") or "",
     }

@@ -127,7 +127,8 @@ def _model_notes(model: dict[str, Any], examples: int) -> list[str]:
     invalid = model["counts"].get("invalid", 0)
     if invalid:
         shown = "; ".join(repr(example["answer"]) for example in model["invalid_examples"][:examples])
-        notes.append(f"{invalid} unparsed answers (all in the CSV), e.g. {shown}")
+        reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(model.get("invalid_reasons", {}).items()))
+        notes.append(f"{invalid} unparsed answers ({reasons}; all in the CSV), e.g. {shown}")
     return [f"{model['model']}: {note}" for note in notes]
 
 

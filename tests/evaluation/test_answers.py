@@ -2,7 +2,7 @@
 
 import pytest
 
-from riskdpo.evaluation.answers import parse_answer
+from riskdpo.evaluation.answers import INVALID_REASONS, parse_answer, read_answer
 from riskdpo.data.labels import answer_variants
 
 LETTERS = ["a", "b", "c"]
@@ -80,3 +80,188 @@ def test_a_variant_claimed_by_two_labels_is_ambiguous():
 
 def test_labels_may_be_given_as_written():
     assert parse_answer("(2).", ["(1).", "(2).", "(3)."]) == "2"
+
+
+# ---- answers read as a careful person reads them (issue 13, part 2) -----------------------------------------------
+
+FIVE = ["a", "b", "c", "d", "e"]
+TWELVE = [str(n) for n in range(1, 13)]
+
+CAREFUL_CASES = [
+    # an explicit final-answer cue wins over mentions after it
+    ("Answer: b\n\nExplanation: option a has higher variance.", LETTERS, "b"),
+    ("Answer: (c)\nOption a pays more on average, but c never loses money.", LETTERS, "c"),
+    ("Final answer: a. Option b and option c both risk a large loss.", LETTERS, "a"),
+    ("**Final answer:** b\n\nWhy: a has the higher mean but can lose $70,000; c is worse than b.", LETTERS, "b"),
+    ("My choice is c, since a and b both carry a chance of ruin.", LETTERS, "c"),
+    ("I choose b because option a could lose everything and c pays too little.", LETTERS, "b"),
+    ("I'd go with 3. Options 1 and 2 are too volatile.", NUMBERS, "3"),
+    ("I will pick option 2; option 1 has a 40% chance of a loss.", NUMBERS, "2"),
+    ("The best option is b. Option a is a gamble, c is dominated.", LETTERS, "b"),
+    ("Answer - 10\nOption 4 is close, but 10 has no downside.", NUMBERS, "10"),
+    ("I prefer a over b and c.", LETTERS, "a"),
+    ("Let's take c: it is the sure thing, whereas a and b are risky.", LETTERS, "c"),
+    # negation names no choice
+    ("not a", LETTERS, None),
+    ("I don't choose b.", LETTERS, None),
+    ("Neither a nor b.", LETTERS, None),
+    ("Definitely not option c.", LETTERS, None),
+    ("I would not pick a.", LETTERS, None),
+    ("I won't go with 2.", NUMBERS, None),
+    # negation of one option with a choice of another
+    ("Not a, but b.", LETTERS, "b"),
+    ("I would not pick a; I pick c.", LETTERS, "c"),
+    ("I don't choose b. Answer: a", LETTERS, "a"),
+    ("c rather than a.", LETTERS, "c"),
+    ("Instead of a, I'd take b.", LETTERS, "b"),
+    ("Avoid option a. b is the better bet.", LETTERS, "b"),
+    # two different explicit answers are contradictory
+    ("I choose b. Answer: c", LETTERS, None),
+    ("Answer: a\nFinal answer: b", LETTERS, None),
+    ('{"answer": "a"} {"answer": "b"}', LETTERS, None),
+    ("My choice is 1. I pick 3.", NUMBERS, None),
+    # the same answer twice is one answer
+    ("Answer: b. I choose b because it is safer.", LETTERS, "b"),
+    ("I pick c.\nFinal answer: c", LETTERS, "c"),
+    # a question echoed before the answer
+    ("Option A or B? B.", ["a", "b"], "b"),
+    ("Which is better, a or b? b", ["a", "b"], "b"),
+    ("Should I take 1, 2 or 3? I take 2.", NUMBERS, "2"),
+    ("a, b or c? Hmm. c.", LETTERS, "c"),
+    ("Why b? Because it never loses money.", LETTERS, "b"),
+    # third parties and hypotheticals are not the model's answer
+    ("A risk-neutral agent would choose a, but I choose b.", LETTERS, "b"),
+    ("If I only cared about the mean I would pick a. I pick c.", LETTERS, "c"),
+    ("Someone who loves risk would go with a. I'd go with b.", LETTERS, "b"),
+    # garbage is not an answer
+    ("') lotter\ufffde&'", FIVE, None),
+    ("3 probabilities change\ufffdse94", NUMBERS, None),
+    ("\ufffd\ufffdb\ufffd", LETTERS, None),
+    ("#c&&", LETTERS, None),
+    ("e.g. the", FIVE, None),
+    ("I'd say it's hard", FIVE, None),
+    ("2 dollars and 5 cents", NUMBERS, None),
+    ("lotteries lotteries lotteries", LETTERS, None),
+    ("\n\n", LETTERS, None),
+    # realistic short answers
+    ("B)", LETTERS, "b"),
+    ("b) the sure $40", LETTERS, "b"),
+    ("Option (c).", LETTERS, "c"),
+    ("answer: C", LETTERS, "c"),
+    ("Choice: 7", NUMBERS, "7"),
+    ("The answer is (a).", LETTERS, "a"),
+    ("'b'", LETTERS, "b"),
+    ("`c`", LETTERS, "c"),
+    ("I'll go with B, the safe one.", LETTERS, "b"),
+    ("Going with option 1.", NUMBERS, "1"),
+    ("11", TWELVE, "11"),
+    ("12.", TWELVE, "12"),
+    ("Option 12 - it has the best worst case.", TWELVE, "12"),
+    ("I pick e", FIVE, "e"),
+    ("d: lowest variance", FIVE, "d"),
+    ("After comparing the expected values, b.", LETTERS, "b"),
+    ("Option a: EV $50, risk high.\nOption b: EV $45, risk low.\nAnswer: b", LETTERS, "b"),
+    # more realistic answers of small and reasoning models
+    ("The answer is b) Lottery with sure $50", LETTERS, "b"),
+    ("Based on expected utility, I would choose option B.", LETTERS, "b"),
+    ("B. Option B offers a guaranteed return, unlike A.", LETTERS, "b"),
+    ("Option C is the best choice.", LETTERS, "c"),
+    ("I think A is better", LETTERS, "a"),
+    ("Lottery b", LETTERS, "b"),
+    ("I'll choose the second option, b.", LETTERS, "b"),
+    ("Between a and b, I'd choose a.", LETTERS, "a"),
+    ("Both a and b are bad; c.", LETTERS, "c"),
+    ("a and b are equally good.", LETTERS, None),
+    ("I choose option (2).", NUMBERS, "2"),
+    ("The safest is 2, but the highest EV is 1. I'd go with 2.", NUMBERS, "2"),
+    ("Answer: The option with the sure gain, b.", LETTERS, "b"),
+    ("Option b, because option a risks a 20% chance of losing $5,000.", LETTERS, "b"),
+    ("a, b and c are all risky.", LETTERS, None),
+    ("I am not sure, but I would pick b.", LETTERS, "b"),
+    ("It's not a simple choice. I choose b.", LETTERS, "b"),
+    ("c is the one I'd pick.", LETTERS, "c"),
+    ("The correct choice is 3.", NUMBERS, "3"),
+    ("My final answer is **B**.", LETTERS, "b"),
+    ("ANSWER: B\nB has lower variance than A and C.", LETTERS, "b"),
+    ("I choose b.\n\nReasoning: Option a: 0.5 * 100 = 50. Option b: 45.", LETTERS, "b"),
+    ("The expected value of a is $50 and b is $45, so a.", LETTERS, "a"),
+    ("Option 1 (EV = $10) vs option 2 (EV = $12): option 2.", NUMBERS, "2"),
+    ("I'd pick neither, but if forced, b.", LETTERS, "b"),
+    ("None of them.", LETTERS, None),
+    ("Answer: none", LETTERS, None),
+    ("Option A has a 50% chance of $100; Option B is a sure $40. As a risk-averse agent I choose Option B.", LETTERS, "b"),
+    ("Choose B", LETTERS, "b"),
+    ("I choose: B", LETTERS, "b"),
+    ("b (the sure thing)", LETTERS, "b"),
+    ("(a) or (b)? (b).", LETTERS, "b"),
+    ("A or B? I'd say B.", LETTERS, "b"),
+    ("I choose the first option (a).", LETTERS, "a"),
+    ("b is my answer", LETTERS, "b"),
+    ("I can't choose between a and b.", LETTERS, None),
+    ("Option 3 offers 2 outcomes", NUMBERS, "3"),
+    ("I pick 2. It has 3 outcomes.", NUMBERS, "2"),
+    ("1 is riskier than 2, so 2.", NUMBERS, "2"),
+    ("10 is the best.", NUMBERS, "10"),
+    ("Option #2", NUMBERS, "2"),
+    ("I'd rather not gamble, so b.", LETTERS, "b"),
+    ("Given the risk, my pick is c.", LETTERS, "c"),
+    ("I'll take the sure thing: b", LETTERS, "b"),
+    ("a? No. b.", LETTERS, "b"),
+    ("I would choose b rather than a.", LETTERS, "b"),
+    ("Definitely (a)!", LETTERS, "a"),
+    ("Option B is my choice.", LETTERS, "b"),
+    ("Lottery a is worse than lottery b. Lottery c is even worse. So I pick b.", LETTERS, "b"),
+]
+
+THINKING_CASES = [
+    # (text, labels, label, reason, source)
+    ("<think>a has the higher mean, but b is safer.</think>\nb", LETTERS, "b", None, "visible"),
+    ("<think>Answer: a? No, too risky. I choose c.</think> Answer: b", LETTERS, "b", None, "visible"),
+    ("<think>Option a: 50% of $100. Option b: sure $45. I prefer b.</think>", LETTERS, "b", None, "reasoning"),
+    ("<think>\n\n</think>\n\nc", LETTERS, "c", None, "visible"),
+    ("<think>Let me compare a, b and c. a has a 30% chance of losing", LETTERS, None, "truncated", "reasoning"),
+    ("Comparing a and c.</think>\nc", LETTERS, "c", None, "visible"),
+    ("<think>I choose a.</think>\nNeither a nor b.", LETTERS, None, "negated", "visible"),
+    ("<think>hmm</think>I choose b. Answer: c", LETTERS, None, "contradictory", "visible"),
+    ("<think>\nOkay, the user wants one of a, b, c. b is the sure gain.\n</think>\n\n**Answer: b**", LETTERS, "b", None, "visible"),
+    ("<think>Is it a or b? Actually c is the safe one.</think>\n\n", LETTERS, "c", None, "reasoning"),
+]
+
+INVALID_CASES = [
+    ("", "no_label"),
+    ("I cannot decide.", "no_label"),
+    ("a is safer than b", "several_labels"),
+    ("not a", "negated"),
+    ("Neither a nor b.", "negated"),
+    ("I choose b. Answer: c", "contradictory"),
+    ("<think>a or b", "truncated"),
+]
+
+
+@pytest.mark.parametrize("text, labels, expected", CAREFUL_CASES)
+def test_answers_are_read_as_a_careful_person_reads_them(text, labels, expected):
+    assert parse_answer(text, labels) == expected
+
+
+@pytest.mark.parametrize("text, labels, label, reason, source", THINKING_CASES)
+def test_thinking_answers_are_read_from_the_visible_part(text, labels, label, reason, source):
+    parsed = read_answer(text, labels)
+    assert (parsed.label, parsed.reason, parsed.source) == (label, reason, source)
+    if "<think>" in text:
+        opening = text.index("<think>") + len("<think>")
+        closing = text.find("</think>")
+        assert parsed.reasoning_chars == len(text[opening : closing if closing >= 0 else len(text)])
+
+
+@pytest.mark.parametrize("text, reason", INVALID_CASES)
+def test_invalid_answers_say_why(text, reason):
+    parsed = read_answer(text, LETTERS)
+    assert parsed.label is None and parsed.reason == reason and reason in INVALID_REASONS
+
+
+def test_rules_are_reported():
+    assert read_answer('{"answer": "b"} but a is fine', LETTERS).rule == "structured"
+    assert read_answer("Answer: b. Option a is riskier.", LETTERS).rule == "cue"
+    assert read_answer("b seems safest", LETTERS).rule == "mention"
+    assert read_answer("b seems safest", LETTERS).source == "visible"
+    assert read_answer("b seems safest", LETTERS).reasoning_chars == 0

@@ -141,3 +141,17 @@ def test_generated_answers_are_parsed_into_choices():
         ("a", "risk_neutral", "Option a"),
         (None, "invalid", "no idea"),
     ]
+    assert [c.invalid_reason for c in choices] == [None, None, "no_label"]
+
+
+def test_thinking_answers_say_which_part_was_read():
+    plain = situation("abc", risk_averse=["b"], risk_neutral=["a"])
+    answers = ["<think>a is riskier</think> b", "<think>I pick a.</think>", "<think>a or b, hmm", "not a"]
+    choices = answer_choices([plain] * 4, answers)
+    assert [(c.label, c.answer_source, c.invalid_reason) for c in choices] == [
+        ("b", "visible", None),
+        ("a", "reasoning", None),
+        (None, "reasoning", "truncated"),
+        (None, "visible", "negated"),
+    ]
+    assert [c.reasoning_chars for c in choices] == [len("a is riskier"), len("I pick a."), len("a or b, hmm"), 0]

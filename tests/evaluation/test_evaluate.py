@@ -182,6 +182,9 @@ def test_generate_mode_reads_answers(workspace, tmp_path):
     assert model["mean_risk_averse_prob"] is None
     assert model["counts"]["invalid"] == sum(row["category"] == "invalid" for row in rows)
     assert all(row["answer"] for row in rows)
+    assert all(row["answer_source"] == "visible" and row["reasoning_chars"] == "0" for row in rows)
+    assert all((row["invalid_reason"] != "") == (row["category"] == "invalid") for row in rows)
+    assert sum(model["invalid_reasons"].values()) == model["counts"]["invalid"]
     assert model["prompt_format"]["chat_template"] is False
 
 
