@@ -64,7 +64,9 @@ METHODS = {
     "method 10 for paired proportions",
     "p_value": "McNemar's exact test: two-sided binomial(1/2) test on the discordant pairs",
     "alpha": "maximum-likelihood CARA coefficient of a logit choice model over stake-free certainty equivalents "
-    "CE_j(alpha) / max|prize|, grid over log alpha refined by a parabola, seeded bootstrap over situations",
+    "CE_j(alpha) / max|prize| with precision lam: grid over log alpha, then golden-section search with lam exact; "
+    "95% profile-likelihood interval; at_bounds lists what sits on a bound of the fit; with --bootstrap N a "
+    "seeded percentile bootstrap interval over situations as a check",
 }
 
 

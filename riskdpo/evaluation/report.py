@@ -101,6 +101,10 @@ def plot_rates(report: dict[str, Any], path: str | Path) -> None:
     figure.savefig(path, format="png", dpi=80, metadata={"Software": None})
 
 
+#: Marks a fitted quantity that sits on a bound of its grid (alpha 1e-5 .. 10, precision 0 .. 1e4).
+_BOUND_MARK = "*"
+
+
 def _rate(value: float, interval: list[float]) -> str:
     return f"{value:.3f} [{interval[0]:.2f}, {interval[1]:.2f}]"
 
@@ -109,12 +113,16 @@ def _alpha_line(alpha: dict[str, Any]) -> str:
     """The implied alpha with its interval and verdict, or why there is none."""
     if alpha["estimate"] is None:
         return f"implied alpha not available ({alpha['reason']})"
-    text = f"implied alpha {alpha['estimate']:.3g}"
+    bounds = set(alpha.get("at_bounds") or (["estimate"] if alpha["at_grid_edge"] else []))
+    text = f"implied alpha {alpha['estimate']:.3g}{_BOUND_MARK * ('estimate' in bounds)}"
     if alpha["interval"]:
         low, high = alpha["interval"]
-        text += f" [{low:.3g}, {high:.3g}], {alpha['verdict']} {alpha['target']:g}"
-    edge = ", at the edge of the fitted range" if alpha["at_grid_edge"] else ""
-    return f"{text} ({alpha['situations']} situations{edge})"
+        text += f" [{low:.3g}{_BOUND_MARK * ('interval_low' in bounds)}, {high:.3g}{_BOUND_MARK * ('interval_high' in bounds)}]"
+        text += f", {alpha['verdict']} {alpha['target']:g}"
+    if alpha.get("precision") is not None:
+        text += f", precision {alpha['precision']:.3g}{_BOUND_MARK * ('precision' in bounds)}"
+    note = f"; {_BOUND_MARK} = on a bound of the fit ({', '.join(sorted(bounds))}), the true value may lie beyond" if bounds else ""
+    return f"{text} ({alpha['situations']} situations{note})"
 
 
 def _model_notes(model: dict[str, Any], examples: int) -> list[str]:

@@ -234,3 +234,18 @@ def test_bounds_are_flagged(simulated):
     assert {"estimate", "interval_low"} <= set(neutral.at_bounds) and neutral.at_grid_edge
     assert "interval_high" not in neutral.at_bounds
     assert neutral.to_json()["at_bounds"] == neutral.at_bounds
+
+
+def test_report_marks_every_bound(simulated):
+    from riskdpo.evaluation.report import _alpha_line
+
+    situations, table = simulated
+    best_mean = [max(s.options, key=lambda o: sum(p * x for p, x in zip(o.probs, o.prizes))).label for s in situations]
+    line = _alpha_line(fit_alpha(table, best_mean, bootstrap=0).to_json())
+    assert line.startswith("implied alpha 1e-05* [1e-05*, ")
+    assert "on a bound of the fit (estimate, interval_low" in line
+    deterministic = [max(s.options, key=lambda o: certainty_equivalent(o.prizes, o.probs, 0.01)).label for s in situations]
+    line = _alpha_line(fit_alpha(table, deterministic, bootstrap=0).to_json())
+    assert "precision 1e+04*" in line and "(precision)" in line
+    interior = _alpha_line(fit_alpha(table, cara_agent_choices(situations, 0.01, seed=1), bootstrap=0).to_json())
+    assert "*" not in interior and "bound" not in interior
