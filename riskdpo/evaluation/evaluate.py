@@ -57,7 +57,8 @@ SKIP_INDISTINCT = "option labels tokenize identically"
 INVALID_EXAMPLES = 5
 
 METHODS = {
-    "choice": "logprob: argmax over options of log p(label + EOS | prompt); generate: the label parsed from the answer",
+    "choice": "logprob: argmax over options of log p(label + EOS | prompt), every option scored on the same number "
+    "of leading tokens (the fewest of the situation); generate: the label read from the answer by the parser's rules",
     "categories": "exclusive, in precedence order: " + ", ".join(CATEGORIES),
     "intervals": "95% Wilson score intervals",
     "difference": "b minus a in risk-averse rate on the situations both scored; 95% interval by Newcombe (1998) "
@@ -435,6 +436,9 @@ def build_report(
         summary["cooperate"] = _cooperate(situations, scored)
         summary["alpha"] = fit_alpha(table, chosen, bootstrap=options.bootstrap, seed=options.seed).to_json()
         summary["skipped"] = dict(Counter(record["skipped"] for record in model_records if record["skipped"]))
+        summary["unequal_label_tokens"] = sum(
+            len(set(record["label_tokens"].values())) > 1 for record in scored if record.get("label_tokens")
+        )
         summary["invalid_reasons"] = dict(
             Counter(record.get("invalid_reason") or "unknown" for record in scored if record["category"] == "invalid")
         )

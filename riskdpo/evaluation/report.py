@@ -132,6 +132,11 @@ def _model_notes(model: dict[str, Any], examples: int) -> list[str]:
         cooperate = model["cooperate"]
         notes.append(f"cooperate rate {_rate(cooperate['rate'], cooperate['interval'])} over {cooperate['n']}")
     notes += [f"{count} situations skipped ({reason})" for reason, count in model["skipped"].items()]
+    if model.get("unequal_label_tokens"):
+        notes.append(
+            f"{model['unequal_label_tokens']} situations whose option labels differ in token count "
+            "(each option scored on the situation's fewest tokens)"
+        )
     invalid = model["counts"].get("invalid", 0)
     if invalid:
         shown = "; ".join(repr(example["answer"]) for example in model["invalid_examples"][:examples])
