@@ -153,7 +153,9 @@ def certainty_equivalent(prizes: Sequence[float], probs: Sequence[float], alpha:
     return float(worst) - math.log1p(inner) / alpha
 
 
-def compare_lotteries(first: tuple[Sequence[float], Sequence[float]], second: tuple[Sequence[float], Sequence[float]], alpha: float) -> int:
+def compare_lotteries(
+    first: tuple[Sequence[float], Sequence[float]], second: tuple[Sequence[float], Sequence[float]], alpha: float
+) -> int:
     """The exact sign of EU(first) - EU(second) for CARA `alpha` (0 = linear): 1, 0 or -1.
 
     Each lottery is ``(prizes, probs)``; see the module docstring for the

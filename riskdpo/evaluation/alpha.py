@@ -87,6 +87,8 @@ DEFAULT_BOOTSTRAP = 1000
 INTERVAL_METHOD = "profile likelihood, 95% (likelihood-ratio test inverted, chi2 with 1 df)"
 #: Half the 95% quantile of chi2 with 1 degree of freedom.
 _PROFILE_DROP = 3.841458820694124 / 2
+#: Bootstrap replicates refitted together (bounds memory at [this, n, K, outcomes] floats).
+_COLUMNS_AT_ONCE = 128
 #: Bisection steps for each end of the interval.
 _BISECTION_STEPS = 30
 #: Golden-section steps on log alpha (the bracket shrinks to 0.618^25 = 6e-6 of two grid steps).
@@ -256,7 +258,11 @@ def fit_alpha(
     if bootstrap:
         rng = np.random.default_rng(seed)
         weights[:, 1:] = rng.multinomial(n, np.full(n, 1.0 / n), size=bootstrap).T
-    log_alphas, log_likelihoods, precisions = _maximise(table, rows_, chosen_, weights)
+    parts = [
+        _maximise(table, rows_, chosen_, weights[:, i : i + _COLUMNS_AT_ONCE])
+        for i in range(0, weights.shape[1], _COLUMNS_AT_ONCE)
+    ]
+    log_alphas, log_likelihoods, precisions = (np.concatenate(values) for values in zip(*parts))
     low, high = _profile_interval(table, rows_, chosen_, log_alphas[0], log_likelihoods[0])
     log_grid = np.log(table.grid)
     ends = {"estimate": log_alphas[0], "interval_low": math.log(low), "interval_high": math.log(high)}
@@ -299,10 +305,12 @@ def _profile_interval(
 
     cut = top - _PROFILE_DROP
     log_grid = np.log(table.grid)
-    grid_profile, _ = _profile_over_precision(table.values[:, rows], chosen, np.ones((len(rows), len(log_grid))), np.ones(len(log_grid)))
+    everywhere = np.ones((len(rows), len(log_grid)))
+    grid_profile, _ = _profile_over_precision(table.values[:, rows], chosen, everywhere, np.ones(len(log_grid)))
     ends = []
     for side in (-1, 1):
-        outward = [i for i in (range(len(log_grid) - 1, -1, -1) if side < 0 else range(len(log_grid))) if side * (log_grid[i] - log_estimate) > 0]
+        order = range(len(log_grid) - 1, -1, -1) if side < 0 else range(len(log_grid))
+        outward = [i for i in order if side * (log_grid[i] - log_estimate) > 0]
         inner, end = log_estimate, None
         for i in outward:
             if grid_profile[i] < cut:

@@ -70,7 +70,9 @@ _JSON_KEYS = ("answer", "choice", "option", "label", "chosen", "selection")
 #: Nouns that introduce the answer whoever speaks: "Answer: b", "my final choice is b".
 _NOUN_CUE = r"(?:(?:final\s+)?(?:answer|choice|decision|selection)|my\s+pick)(?:\s+(?:is|would\s+be|will\s+be))?"
 #: Judgements that name the answer: "the best option is b".
-_BEST_CUE = r"(?:best|better|right|correct|optimal|preferred|safest)\s+(?:option|choice|lottery|bet)\s+(?:is|would\s+be)"
+_BEST_CUE = (
+    r"(?:best|better|right|correct|optimal|preferred|safest)\s+(?:option|choice|lottery|bet)\s+(?:is|would\s+be)"
+)
 #: Verbs that name the answer when the speaker is the model: "I choose b", "I'd go with b".
 _VERB_CUE = (
     r"(?:choose|chose|choosing|pick(?:ed|ing)?|select(?:ed|ing)?|prefer(?:ence\s+(?:is|for))?"
@@ -186,7 +188,9 @@ def _split_reasoning(text: str) -> tuple[str, str | None, bool]:
     return text, None, False
 
 
-def _read_part(text: str, allowed: list[str], variants: Mapping[str, Sequence[str]]) -> tuple[str | None, str | None, str]:
+def _read_part(
+    text: str, allowed: list[str], variants: Mapping[str, Sequence[str]]
+) -> tuple[str | None, str | None, str]:
     """(label, invalid reason, rule) of one part of an answer."""
     structured = _json_answers(text, allowed)
     if len(structured) > 1:

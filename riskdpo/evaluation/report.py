@@ -114,14 +114,20 @@ def _alpha_line(alpha: dict[str, Any]) -> str:
     if alpha["estimate"] is None:
         return f"implied alpha not available ({alpha['reason']})"
     bounds = set(alpha.get("at_bounds") or (["estimate"] if alpha["at_grid_edge"] else []))
-    text = f"implied alpha {alpha['estimate']:.3g}{_BOUND_MARK * ('estimate' in bounds)}"
+
+    def marked(name: str, value: float) -> str:
+        return f"{value:.3g}{_BOUND_MARK * (name in bounds)}"
+
+    text = f"implied alpha {marked('estimate', alpha['estimate'])}"
     if alpha["interval"]:
         low, high = alpha["interval"]
-        text += f" [{low:.3g}{_BOUND_MARK * ('interval_low' in bounds)}, {high:.3g}{_BOUND_MARK * ('interval_high' in bounds)}]"
+        text += f" [{marked('interval_low', low)}, {marked('interval_high', high)}]"
         text += f", {alpha['verdict']} {alpha['target']:g}"
     if alpha.get("precision") is not None:
-        text += f", precision {alpha['precision']:.3g}{_BOUND_MARK * ('precision' in bounds)}"
-    note = f"; {_BOUND_MARK} = on a bound of the fit ({', '.join(sorted(bounds))}), the true value may lie beyond" if bounds else ""
+        text += f", precision {marked('precision', alpha['precision'])}"
+    note = ""
+    if bounds:
+        note = f"; {_BOUND_MARK} = on a bound of the fit ({', '.join(sorted(bounds))}), the true value may lie beyond"
     return f"{text} ({alpha['situations']} situations{note})"
 
 

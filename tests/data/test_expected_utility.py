@@ -219,7 +219,7 @@ def reference_best(options, alpha):
     """
     probs = [[Fraction(w, sum(weights)) for w in weights] for _, weights in options]
     if alpha == 0:
-        values = [sum((p * Fraction(x) for p, x in zip(ps, prizes)), Fraction(0)) for ps, (prizes, _) in zip(probs, options)]
+        values = [sum((p * Fraction(x) for p, x in zip(ps, xs)), Fraction(0)) for ps, (xs, _) in zip(probs, options)]
         top = max(values)
         return [i for i, v in enumerate(values) if v == top], True
     with localcontext() as context:
@@ -294,7 +294,8 @@ def test_non_decimal_probabilities_tie_exactly():
     options = [("a", [3.0, 6.0, 9.0], thirds), ("b", [6.0], [1.0]), ("c", [9.0, 3.0, 6.0], [1 / 3, 1 / 3, 1 / 3])]
     assert best_labels(options, 0.0) == ["a", "b", "c"]
     assert best_labels(options, RISK_AVERSE_ALPHA) == ["b"]
-    assert best_labels([("a", [5.0, 7.0], [66 / 199, 133 / 199]), ("b", [7.0, 5.0], [133 / 199, 66 / 199])], 0.01) == ["a", "b"]
+    uneven = [("a", [5.0, 7.0], [66 / 199, 133 / 199]), ("b", [7.0, 5.0], [133 / 199, 66 / 199])]
+    assert best_labels(uneven, 0.01) == ["a", "b"]
 
 
 @settings(max_examples=300, deadline=None)
@@ -302,7 +303,7 @@ def test_non_decimal_probabilities_tie_exactly():
 def test_hard_situations_match_exact_arithmetic(seed):
     """The same property under hypothesis, so shrinking reports a minimal failing situation."""
     options = random_situation(random.Random(seed))
-    lotteries_ = [(str(n), [float(x) for x in prizes], [w / sum(ws) for w in ws]) for n, (prizes, ws) in enumerate(options)]
+    lotteries_ = [(str(n), [float(x) for x in xs], [w / sum(ws) for w in ws]) for n, (xs, ws) in enumerate(options)]
     for alpha in ALPHAS:
         expected, resolved = reference_best(options, alpha)
         assume(resolved)

@@ -156,7 +156,8 @@ def logit_choices(situations, alpha, precision, seed):
     rng = random.Random(seed)
     choices = []
     for situation in situations:
-        values = [precision * certainty_equivalent(o.prizes, o.probs, alpha) / stake_scale(situation) for o in situation.options]
+        scale = stake_scale(situation)
+        values = [precision * certainty_equivalent(o.prizes, o.probs, alpha) / scale for o in situation.options]
         top = max(values)
         choices.append(rng.choices(situation.option_labels, weights=[math.exp(v - top) for v in values])[0])
     return choices
@@ -244,7 +245,9 @@ def test_report_marks_every_bound(simulated):
     line = _alpha_line(fit_alpha(table, best_mean, bootstrap=0).to_json())
     assert line.startswith("implied alpha 1e-05* [1e-05*, ")
     assert "on a bound of the fit (estimate, interval_low" in line
-    deterministic = [max(s.options, key=lambda o: certainty_equivalent(o.prizes, o.probs, 0.01)).label for s in situations]
+    deterministic = [
+        max(s.options, key=lambda o: certainty_equivalent(o.prizes, o.probs, 0.01)).label for s in situations
+    ]
     line = _alpha_line(fit_alpha(table, deterministic, bootstrap=0).to_json())
     assert "precision 1e+04*" in line and "(precision)" in line
     interior = _alpha_line(fit_alpha(table, cara_agent_choices(situations, 0.01, seed=1), bootstrap=0).to_json())

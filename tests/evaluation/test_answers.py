@@ -189,7 +189,8 @@ CAREFUL_CASES = [
     ("I'd pick neither, but if forced, b.", LETTERS, "b"),
     ("None of them.", LETTERS, None),
     ("Answer: none", LETTERS, None),
-    ("Option A has a 50% chance of $100; Option B is a sure $40. As a risk-averse agent I choose Option B.", LETTERS, "b"),
+    ("Option A has a 50% chance of $100; Option B is a sure $40. As a risk-averse agent I choose Option B.",
+     LETTERS, "b"),  # fmt: skip
     ("Choose B", LETTERS, "b"),
     ("I choose: B", LETTERS, "b"),
     ("b (the sure thing)", LETTERS, "b"),
@@ -223,7 +224,8 @@ THINKING_CASES = [
     ("Comparing a and c.</think>\nc", LETTERS, "c", None, "visible"),
     ("<think>I choose a.</think>\nNeither a nor b.", LETTERS, None, "negated", "visible"),
     ("<think>hmm</think>I choose b. Answer: c", LETTERS, None, "contradictory", "visible"),
-    ("<think>\nOkay, the user wants one of a, b, c. b is the sure gain.\n</think>\n\n**Answer: b**", LETTERS, "b", None, "visible"),
+    ("<think>\nOkay, the user wants one of a, b, c. b is the sure gain.\n</think>\n\n**Answer: b**",
+     LETTERS, "b", None, "visible"),  # fmt: skip
     ("<think>Is it a or b? Actually c is the safe one.</think>\n\n", LETTERS, "c", None, "reasoning"),
 ]
 
