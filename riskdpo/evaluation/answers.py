@@ -30,10 +30,10 @@ labels (``Option A or B? B.``): neither kind is an answer.
 Rules, in priority order (the first that yields a label or a verdict wins):
 
 1. Structured answer: a JSON object with an ``answer``/``choice``/``option``/
-   ``label``/``chosen``/``selection`` key; else the whole answer, or its last
+   ``label``/``chosen``/``selection`` key or a LaTeX ``\\boxed{b}``; else the whole answer, or its last
    line after lines of reasoning, being one label or one of its variants
-   (``(1).``, ``**b**``, ``Option b``, a sheet's ``Lottery B``). JSON objects
-   naming different labels are contradictory.
+   (``(1).``, ``**b**``, ``Option b``, a sheet's ``Lottery B``). Structured
+   answers naming different labels are contradictory.
 2. Explicit final-answer cue: "Answer: b", "Final answer - (b)", "my choice is
    b", "I choose b", "I'd go with b", "I pick/select/prefer/take b", "the best
    option is b". Verbs count only in the first person ("A risk-neutral agent
@@ -64,6 +64,8 @@ INVALID_REASONS = ("no_label", "several_labels", "negated", "contradictory", "tr
 #: The part of an answer the label was read from.
 SOURCES = ("visible", "reasoning")
 
+#: A LaTeX boxed answer, as reasoning models write it: ``\\boxed{b}``, ``\\boxed{\\text{(B)}}``.
+_BOXED = re.compile(r"\\boxed\{\s*(?:\\text(?:bf)?\{)?([^{}]*)\}?\s*\}")
 #: Keys of a JSON answer object that hold the chosen label.
 _JSON_KEYS = ("answer", "choice", "option", "label", "chosen", "selection")
 
@@ -71,7 +73,7 @@ _JSON_KEYS = ("answer", "choice", "option", "label", "chosen", "selection")
 _NOUN_CUE = r"(?:(?:final\s+)?(?:answer|choice|decision|selection)|my\s+pick)(?:\s+(?:is|would\s+be|will\s+be))?"
 #: Judgements that name the answer: "the best option is b".
 _BEST_CUE = (
-    r"(?:best|better|right|correct|optimal|preferred|safest)\s+(?:option|choice|lottery|bet)\s+(?:is|would\s+be)"
+    r"(?:best|better|right|correct|optimal|preferred|safest)(?:\s+(?:option|choice|lottery|bet))?\s+(?:is|would\s+be)"
 )
 #: Verbs that name the answer when the speaker is the model: "I choose b", "I'd go with b".
 _VERB_CUE = (
@@ -192,7 +194,7 @@ def _read_part(
     text: str, allowed: list[str], variants: Mapping[str, Sequence[str]]
 ) -> tuple[str | None, str | None, str]:
     """(label, invalid reason, rule) of one part of an answer."""
-    structured = _json_answers(text, allowed)
+    structured = _structured_answers(text, allowed)
     if len(structured) > 1:
         return None, "contradictory", "structured"
     if structured:
@@ -224,9 +226,13 @@ def _read_part(
     return None, "several_labels", "none"
 
 
-def _json_answers(text: str, allowed: list[str]) -> set[str]:
-    """The labels held by JSON objects such as ``{"answer": "b"}`` inside the text."""
+def _structured_answers(text: str, allowed: list[str]) -> set[str]:
+    """The labels held by JSON objects such as ``{"answer": "b"}`` and LaTeX ``\\boxed{b}`` in the text."""
     found = set()
+    for match in _BOXED.finditer(text):
+        label = _as_label(match.group(1), allowed)
+        if label is not None:
+            found.add(label)
     for match in re.finditer(r"\{[^{}]*\}", text):
         try:
             data = json.loads(match.group(0))
@@ -283,7 +289,7 @@ def _mentions(text: str, allowed: list[str]) -> list[_Mention]:
         before = text[max(0, match.start() - 60) : match.start()]
         cue = _CUE_AT_END.search(before)
         after_option = re.search(r"\b(?:option|lottery)\s*[:*\"'`_]*\s*$", before, re.IGNORECASE) is not None
-        bracketed = bool(match.group("open") or match.group("close"))
+        bracketed = bool(match.group("close"))  # "(a)", "a)"; a lone "(" may open an aside: "(a sure $500)"
         if not bracketed and not after_option and _is_word_use(match.group("label"), text[match.end() :]):
             continue
         negated = _NEGATION_BEFORE.search(before) is not None
