@@ -70,7 +70,14 @@ _BOXED = re.compile(r"\\boxed\{\s*(?:\\text(?:bf)?\{)?([^{}]*)\}?\s*\}")
 _JSON_KEYS = ("answer", "choice", "option", "label", "chosen", "selection")
 
 #: Nouns that introduce the answer whoever speaks: "Answer: b", "my final choice is b".
-_NOUN_CUE = r"(?:(?:final\s+)?(?:answer|choice|decision|selection)|my\s+pick)(?:\s+(?:is|would\s+be|will\s+be))?"
+_NOUN = r"(?:final\s+)?(?:answer|choice|decision|selection)"
+#: Nouns that introduce the answer whoever speaks: "Answer: b", "my final choice is b", "it's b".
+#: Without a colon, copula or possessive ("Choice A is risky") the noun only names an option.
+_NOUN_CUE = (
+    rf"{_NOUN}\s+(?:is|would\s+be|will\s+be)|{_NOUN}(?=\s*[:=\-\u2013\u2014])"
+    rf"|(?:my|final)\s+(?:{_NOUN}|pick)(?:\s+(?:is|would\s+be|will\s+be))?"
+    r"|it(?:['\u2019]s|\s+is|\s+has\s+to\s+be|\s+must\s+be)"
+)
 #: Judgements that name the answer: "the best option is b".
 _BEST_CUE = (
     r"(?:best|better|right|correct|optimal|preferred|safest)(?:\s+(?:option|choice|lottery|bet))?\s+(?:is|would\s+be)"
@@ -78,9 +85,9 @@ _BEST_CUE = (
 #: Verbs that name the answer when the speaker is the model: "I choose b", "I'd go with b".
 _VERB_CUE = (
     r"(?:choose|chose|choosing|pick(?:ed|ing)?|select(?:ed|ing)?|prefer(?:ence\s+(?:is|for))?"
-    r"|go(?:ing)?\s+(?:with|for)|went\s+(?:with|for)|take|taking|opt(?:ing)?\s+for)"
+    r"|go(?:ing)?\s+(?:with|for)|went\s+(?:with|for)|take|taking|opt(?:ing)?\s+for|want)"
 )
-_CUE_TAIL = r"\s*(?:[:=\-\u2013\u2014]\s*)?(?:option\s+|lottery\s+)?[*\"'`_]*\s*$"
+_CUE_TAIL = r"\s*(?:[:=\-\u2013\u2014]\s*)?(?:option\s+|lottery\s+|choice\s+)?[*\"'`_]*\s*$"
 _CUE_AT_END = re.compile(
     rf"\b(?:(?P<noun>{_NOUN_CUE})|(?P<best>{_BEST_CUE})|(?P<verb>{_VERB_CUE})){_CUE_TAIL}", re.IGNORECASE
 )
@@ -117,7 +124,9 @@ _STANDALONE_BEFORE = re.compile(
 #: What may precede a label that starts the answer.
 _LEADER = re.compile(r"^[\s\"'*`_(\[]*(?:option\s+)?$", re.IGNORECASE)
 #: What may follow a label that opens the answer before its explanation: "b.", "b:", "b, because", "b - since".
-_LEADING_END = re.compile(r"[.:\n]|$|,\s+(?:because|since|as|which|given|for)\b|\s+[-\u2013\u2014]\s", re.IGNORECASE)
+_LEADING_END = re.compile(
+    r"[.:\n]|$|,?\s+(?:because|since|as|which|given|for)\b|\s+[-\u2013\u2014]\s", re.IGNORECASE
+)
 #: Clause and sentence boundaries.
 _CLAUSE_BREAK = re.compile(r"[.;!?\n,]")
 
@@ -288,7 +297,7 @@ def _mentions(text: str, allowed: list[str]) -> list[_Mention]:
             continue
         before = text[max(0, match.start() - 60) : match.start()]
         cue = _CUE_AT_END.search(before)
-        after_option = re.search(r"\b(?:option|lottery)\s*[:*\"'`_]*\s*$", before, re.IGNORECASE) is not None
+        after_option = re.search(r"\b(?:option|lottery|choice)\s*[:*\"'`_]*\s*$", before, re.IGNORECASE) is not None
         bracketed = bool(match.group("close"))  # "(a)", "a)"; a lone "(" may open an aside: "(a sure $500)"
         if not bracketed and not after_option and _is_word_use(match.group("label"), text[match.end() :]):
             continue
