@@ -71,16 +71,13 @@ import numpy as np
 from riskdpo.data.expected_utility import RISK_AVERSE_ALPHA
 from riskdpo.data.situations import Situation
 from riskdpo.data.verify import has_lotteries
+from riskdpo.evaluation.logit import MAX_PRECISION, PRECISION_GRID, likelihood_surface, max_over_precision
 
 #: "near" 0.01 means an interval within this factor of it on both sides.
 NEAR_FACTOR = 10.0
 
 #: CARA coefficients tried: 1e-5 .. 10, twelve per decade.
 ALPHA_GRID = np.logspace(-5, 1, 73)
-#: Largest choice precision (a deterministic chooser sits here).
-MAX_PRECISION = 1e4
-#: Choice precisions tried on the grid: 0 (random choice) and 0.1 .. 10,000, five per decade.
-PRECISION_GRID = np.concatenate([[0.0], np.logspace(-1, math.log10(MAX_PRECISION), 26)])
 #: Bootstrap replicates for the interval, by default.
 DEFAULT_BOOTSTRAP = 1000
 #: The interval's method, as reported.
@@ -93,8 +90,6 @@ _COLUMNS_AT_ONCE = 128
 _BISECTION_STEPS = 30
 #: Golden-section steps on log alpha (the bracket shrinks to 0.618^25 = 6e-6 of two grid steps).
 _GOLDEN_STEPS = 25
-#: Safeguarded Newton steps on lam (each search starts from the last lam found).
-_NEWTON_STEPS = 30
 
 
 @dataclass
@@ -301,12 +296,12 @@ def _profile_interval(
 
     def profile(log_alpha: float) -> float:
         values = stake_free_values(table, np.exp(np.array([log_alpha])), rows)
-        return float(_profile_over_precision(values, chosen, one, np.ones(1))[0][0])
+        return float(max_over_precision(values, chosen, one, np.ones(1))[0][0])
 
     cut = top - _PROFILE_DROP
     log_grid = np.log(table.grid)
     everywhere = np.ones((len(rows), len(log_grid)))
-    grid_profile, _ = _profile_over_precision(table.values[:, rows], chosen, everywhere, np.ones(len(log_grid)))
+    grid_profile, _ = max_over_precision(table.values[:, rows], chosen, everywhere, np.ones(len(log_grid)))
     ends = []
     for side in (-1, 1):
         order = range(len(log_grid) - 1, -1, -1) if side < 0 else range(len(log_grid))
@@ -341,7 +336,7 @@ def _maximise(
     between its neighbours, with lam maximised exactly at each step, refines it.
     """
     utilities = table.values[:, rows, :]
-    surface = _likelihood_surface(utilities, chosen, weights)
+    surface = likelihood_surface(utilities, chosen, weights)
     best = surface.max(axis=1).argmax(axis=0)
     log_grid = np.log(table.grid)
     low = log_grid[np.maximum(best - 1, 0)]
@@ -353,7 +348,7 @@ def _maximise(
     def profile(log_alphas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         nonlocal start
         values = stake_free_values(table, np.exp(log_alphas), rows)  # [B, n, K]
-        log_likelihoods, start = _profile_over_precision(values, chosen, weights, start)
+        log_likelihoods, start = max_over_precision(values, chosen, weights, start)
         return log_likelihoods, start
 
     left, right = high - ratio * (high - low), low + ratio * (high - low)
@@ -376,67 +371,3 @@ def _maximise(
     log_alphas = candidates[pick, np.arange(weights.shape[1])]
     log_likelihoods, precisions = profile(log_alphas)
     return log_alphas, log_likelihoods, precisions
-
-
-def _profile_over_precision(
-    values: np.ndarray, chosen: np.ndarray, weights: np.ndarray, start: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """max over lam in [0, MAX_PRECISION] of LL(lam), and lam, per column b: values [B, n, K], weights [n, B].
-
-    LL is concave in lam with dLL/dlam = sum_s w_s (u_sc - E_P[u_s]) and
-    d2LL/dlam2 = -sum_s w_s Var_P[u_s]; Newton steps are kept inside a bracket
-    that the sign of the slope shrinks (bisection when a step leaves it).
-    """
-    valid = np.isfinite(values)
-    u = np.where(valid, values, 0.0)
-    picked = np.take_along_axis(u, chosen[None, :, None], axis=-1)[..., 0]  # [B, n]
-    w = weights.T  # [B, n]
-    low = np.zeros(len(u))
-    high = np.full(len(u), MAX_PRECISION)
-    lam = np.clip(start, 0.0, MAX_PRECISION)
-
-    def moments(lam):
-        scaled = np.where(valid, lam[:, None, None] * u, -np.inf)
-        top = scaled.max(axis=-1, keepdims=True)
-        e = np.exp(scaled - top)
-        total = e.sum(axis=-1, keepdims=True)
-        p = e / total
-        mean = (p * u).sum(axis=-1)
-        variance = (p * (u - mean[..., None]) ** 2).sum(axis=-1)
-        ll = (w * (lam[:, None] * picked - top[..., 0] - np.log(total[..., 0]))).sum(axis=1)
-        return ll, (w * (picked - mean)).sum(axis=1), -(w * variance).sum(axis=1)
-
-    for _ in range(_NEWTON_STEPS):
-        _, slope, curvature = moments(lam)
-        low = np.where(slope > 0, lam, low)
-        high = np.where(slope < 0, lam, high)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            step = lam - slope / curvature
-        inside = np.isfinite(step) & (step > low) & (step < high)
-        moved = np.where(slope == 0, lam, np.where(inside, step, (low + high) / 2))
-        converged = np.all(np.abs(moved - lam) <= 1e-9 * np.maximum(lam, 1.0))
-        lam = moved
-        if converged:
-            break
-    candidates = [lam, low, high]  # a maximum on the bounds 0 or MAX_PRECISION
-    scores = np.stack([moments(candidate)[0] for candidate in candidates])
-    pick = scores.argmax(axis=0)
-    return scores[pick, np.arange(len(lam))], np.stack(candidates)[pick, np.arange(len(lam))]
-
-
-def _likelihood_surface(utilities: np.ndarray, chosen: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """LL(alpha, lam) on the grids under each column of situation weights: [G alphas, L precisions, B].
-
-    Per grid alpha, the per-situation log P(c_s | s; alpha, lam) [L, n] is
-    computed and multiplied with the weights [n, B], so memory stays at
-    [L, n, K] whatever the grid.
-    """
-    valid = np.isfinite(utilities[0])[None, :, :]
-    surface = np.empty((utilities.shape[0], len(PRECISION_GRID), weights.shape[1]))
-    for g, values in enumerate(utilities):
-        scaled = np.where(valid, PRECISION_GRID[:, None, None] * np.where(valid, values, 0.0), -np.inf)
-        top = scaled.max(axis=-1, keepdims=True)
-        log_norm = top[..., 0] + np.log(np.exp(scaled - top).sum(axis=-1))
-        picked = np.take_along_axis(scaled, chosen[None, :, None], axis=-1)[..., 0]
-        surface[g] = (picked - log_norm) @ weights
-    return surface

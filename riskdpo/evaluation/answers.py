@@ -35,9 +35,11 @@ Rules, in priority order (the first that yields a label or a verdict wins):
    (``(1).``, ``**b**``, ``Option b``, a sheet's ``Lottery B``). Structured
    answers naming different labels are contradictory.
 2. Explicit final-answer cue: "Answer: b", "Final answer - (b)", "my choice is
-   b", "I choose b", "I'd go with b", "I pick/select/prefer/take b", "the best
-   option is b". Verbs count only in the first person ("A risk-neutral agent
-   would choose a" is a mention, not an answer) and outside an "If ..." clause;
+   b", "it's b", "I choose b", "I'd go with b", "I pick/select/prefer/take/want
+   b", "the best option is b". A noun is a cue only with a colon, a copula or a
+   possessive ("Choice A is risky" names an option). Verbs count only in the
+   first person ("A risk-neutral agent would choose a" is a mention, not an
+   answer) and outside an "If ..." clause;
    a cue after a negation ("I don't choose b") is a negated mention. When all
    cues name one label, that label, whatever the explanation mentions after it;
    cues naming different labels (``I choose b. Answer: c``) are contradictory.
