@@ -36,10 +36,11 @@ Rules, in priority order (the first that yields a label or a verdict wins):
    answers naming different labels are contradictory.
 2. Explicit final-answer cue: "Answer: b", "Final answer - (b)", "my choice is
    b", "it's b", "I choose b", "I'd go with b", "I pick/select/prefer/take/want
-   b", "the best option is b". A noun is a cue only with a colon, a copula or a
+   b", "the best option is b", and after the label "b is preferred.", "Option c
+   is the best choice", "b is my answer". A noun is a cue only with a colon, a copula or a
    possessive ("Choice A is risky" names an option). Verbs count only in the
    first person ("A risk-neutral agent would choose a" is a mention, not an
-   answer) and outside an "If ..." clause;
+   answer) and outside a sentence that opens with "If";
    a cue after a negation ("I don't choose b") is a negated mention. When all
    cues name one label, that label, whatever the explanation mentions after it;
    cues naming different labels (``I choose b. Answer: c``) are contradictory.
@@ -92,6 +93,13 @@ _VERB_CUE = (
 _CUE_TAIL = r"\s*(?:[:=\-\u2013\u2014]\s*)?(?:option\s+|lottery\s+|choice\s+)?[*\"'`_]*\s*$"
 _CUE_AT_END = re.compile(
     rf"\b(?:(?P<noun>{_NOUN_CUE})|(?P<best>{_BEST_CUE})|(?P<verb>{_VERB_CUE})){_CUE_TAIL}", re.IGNORECASE
+)
+#: A verdict right after a label that ends its clause: "b is preferred.", "Option c is the best choice", "b is my answer".
+_CUE_AFTER = re.compile(
+    r"^[)*\"'`_]*\s+(?:is|would\s+be)\s+(?:the\s+|my\s+|our\s+)?"
+    r"(?:(?:preferred|best|safest|wisest|right|correct|optimal|most\s+\w+)(?:\s+(?:choice|option|pick|bet|answer))?"
+    r"|answer|choice|pick|selection)(?:\s+(?:here|overall|for\s+me))?\s*(?:[.,;!\n]|$)",
+    re.IGNORECASE,
 )
 #: A negation right before a cue verb: "I don't choose", "I would not pick", "never go with".
 _NEGATED_CUE = re.compile(r"(?:\bnot|n['\u2019]t|\bnever|\bno)\s+(?:\w+\s+)?$", re.IGNORECASE)
@@ -310,9 +318,17 @@ def _mentions(text: str, allowed: list[str]) -> list[_Mention]:
             if cue.group("verb") and _NEGATED_CUE.search(clause):
                 negated = True
             elif cue.group("noun") or cue.group("best") or _FIRST_PERSON.search(clause):
-                cued = not re.match(r"\s*if\b", clause, re.IGNORECASE)
+                cued = not _hypothetical(text, match.start())
+        if not negated and _CUE_AFTER.match(text[match.end() :]):
+            cued = not _hypothetical(text, match.start())
         found.append(_Mention(match.start(), match.end(), label, cued, negated))
     return found
+
+
+def _hypothetical(text: str, position: int) -> bool:
+    """True inside a sentence that opens with "If" ("If I cared only about the mean I would pick a.")."""
+    sentence_start = max(text.rfind(mark, 0, position) for mark in ".!?\n") + 1
+    return re.match(r"\W*if\b", text[sentence_start:position], re.IGNORECASE) is not None
 
 
 def _clause_before(text: str, position: int) -> str:

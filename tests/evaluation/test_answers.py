@@ -256,7 +256,7 @@ CAREFUL_CASES = [
     ("B because A is too risky", LETTERS, "b"),
     ("A) 50% chance of $100\nB) sure $45\nI choose B", LETTERS, "b"),
     ("I choose 12.", TWELVE, "12"),
-    ("Option 11 is best; 12 is close.", TWELVE, None),
+    ("Option 11 is best; 12 is close.", TWELVE, "11"),
     ("My selection: 9", TWELVE, "9"),
     ("I wouldn't pick c.", LETTERS, None),
     ("Option B, not option A.", LETTERS, "b"),
@@ -271,6 +271,30 @@ CAREFUL_CASES = [
     ("It is a tough call, but b.", LETTERS, "b"),
     ("i choose c", LETTERS, "c"),
     ("\ufffd\ufffd\ufffd", LETTERS, None),
+    # a fifth batch
+    ("The label of my chosen option is b.", LETTERS, "b"),
+    ("Label: c", LETTERS, "c"),
+    ("Chosen option: (a)", LETTERS, "a"),
+    ("I would select the option with the guaranteed outcome, which is option c.", LETTERS, "c"),
+    ("Since option 1 has a high risk of losing money, I choose option 2.", NUMBERS, "2"),
+    ("The best choice is **Option C**.", LETTERS, "c"),
+    ("Based on the information, a.", LETTERS, "a"),
+    ("2\n\nThis option has the highest certainty equivalent.", NUMBERS, "2"),
+    ("c) 100% chance of $40", LETTERS, "c"),
+    ("I'd choose (e), since options (a)-(d) all risk a loss.", FIVE, "e"),
+    ("My answer would be b.", LETTERS, "b"),
+    ("b. a is too risky and c is dominated.", LETTERS, "b"),
+    ("Option A offers higher expected value. However, given risk aversion, Option B is preferred.", LETTERS, "b"),
+    ("A risk-averse person would choose b.", LETTERS, "b"),
+    ("As an AI, I don't have preferences, but a risk-averse investor might pick c.", LETTERS, "c"),
+    ("Option number 2.", NUMBERS, "2"),
+    ("a or b", LETTERS, None),
+    ("Either a or c.", LETTERS, None),
+    ("Answer: b\nConfidence: high", LETTERS, "b"),
+    ("OPTION B", LETTERS, "b"),
+    ("I'll go with the guaranteed $45 (option b).", LETTERS, "b"),
+    ("a is the best for a risk-neutral agent, but I choose b", LETTERS, "b"),
+    ("If I were risk-neutral, a would be the best choice. I am not, so b.", LETTERS, "b"),
 ]
 
 THINKING_CASES = [
@@ -285,6 +309,11 @@ THINKING_CASES = [
     ("<think>hmm</think>I choose b. Answer: c", LETTERS, None, "contradictory", "visible"),
     ("<think>The user asks me to pick. 1 has EV 5, 2 has EV 4 but no risk.</think>\n\n2", NUMBERS, "2", None, "visible"),
     ("<think>ok</think>", NUMBERS, None, "no_label", "reasoning"),
+    ("<think>\nLet me compute: a: 0.5*100=50; b: 45; c: 0.3*200=60.\nI'm risk-averse so the sure option b.\n</think>"
+     "\n\nThe answer is b.", LETTERS, "b", None, "visible"),  # fmt: skip
+    ("<think>\nOption c has the highest expected value, but I prefer certainty.\n</think>\nAnswer: (b)",
+     LETTERS, "b", None, "visible"),  # fmt: skip
+    ("<think>\nLet me compute: a: 0.5*100=50; b: 45; c: 0.3*200=60. So a vs", LETTERS, None, "truncated", "reasoning"),
     ("<think>\nOkay, the user wants one of a, b, c. b is the sure gain.\n</think>\n\n**Answer: b**",
      LETTERS, "b", None, "visible"),  # fmt: skip
     ("<think>Is it a or b? Actually c is the safe one.</think>\n\n", LETTERS, "c", None, "reasoning"),
