@@ -1,8 +1,10 @@
 """Recomputing each agent's best options from the lotteries, to check a sheet's labels.
 
 For every situation whose options carry prizes and probabilities, the three
-agents of `docs/data-formats.md` are re-run with `riskdpo.data.expected_utility.best_labels` (log-space CARA,
-no overflow at +-1e94):
+agents of `docs/data-formats.md` are re-run with `riskdpo.data.expected_utility.best_labels`,
+which decides exactly (fractions for the linear agent, cancelled shared outcomes
+and high-precision decimals for CARA; no overflow at +-1e94, ties only when
+exact) -- the same function `generate` labels its situations with:
 
     risk_averse      CARA alpha = 0.01   argmax_o  CE_0.01(o)
     risk_neutral     linear              argmax_o  sum_i p_i x_i

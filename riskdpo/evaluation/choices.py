@@ -3,12 +3,23 @@
 logprob (the default): the completions are the option labels as the response
 style writes them (``label``: the canonical label ``b``; ``as-written``: the
 prompt's form ``(b)``), each followed by EOS exactly as in training
-(`riskdpo.models.logps` tokenisation contract). The model's choice is
+(`riskdpo.models.logps` tokenisation contract). Every option is scored on the
+same number of tokens, so that no label pays for its length: with T_j the
+token count of completion j (label + EOS) and T = min_j T_j,
 
-    argmax_j log pi(completion_j | prompt)
+    l_j = sum_{t < T} log pi(token_jt | prompt, tokens_j<t)
 
-and its risk-averse probability mass is the softmax of the options'
-completion log-probabilities summed over the risk-averse labels:
+and the model's choice is argmax_j l_j. With tokenizers that split digits
+(Llama 3, Qwen) labels 10-12 take one token more than 1-9 and, summed over all
+their tokens, would pay an extra factor of about 1/vocabulary and never be
+chosen by an indifferent model; truncated to T tokens they compete on equal
+terms, and they still differ from each other within T tokens (``1 0`` vs
+``1 1``). With equal counts, the usual case, l_j is the whole completion's
+log-probability. Should two truncated completions coincide, the whole
+completions are scored instead. Each choice records the token counts
+(``label_tokens``) and T (``scored_tokens``); the report counts the situations
+whose labels differ in token count. The risk-averse probability mass is the
+softmax of the l_j summed over the risk-averse labels:
 
     P(risk-averse) = sum_{j in RA} exp(l_j) / sum_k exp(l_k)
 
@@ -19,7 +30,8 @@ situation is skipped and counted (`indistinct_labels`), never scored.
 
 generate: prompts are left-padded and generated in length-grouped batches,
 greedily or by sampling at a temperature under a seed; the answer text is read
-by `riskdpo.evaluation.answers.parse_answer`.
+by `riskdpo.evaluation.answers.read_answer`, which also says which part of a
+``<think>`` answer it read and why an invalid answer names no choice.
 
 A choice falls in exactly one category, taken in this order:
 risk_averse (a best option for CARA alpha = 0.01), risk_neutral (linear best),
@@ -33,7 +45,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from riskdpo.evaluation.answers import parse_answer
+from riskdpo.evaluation.answers import read_answer
 from riskdpo.models.logps import completion_logps, length_grouped_order, tokenize_group
 from riskdpo.data.situations import Situation
 
@@ -52,6 +64,16 @@ class Choice:
     logps: dict[str, float] | None = None
     risk_averse_prob: float | None = None
     answer: str | None = None
+    #: generate mode: the part of the answer the label was read from ("visible" or "reasoning").
+    answer_source: str | None = None
+    #: Why a choice is invalid (`riskdpo.evaluation.answers.INVALID_REASONS`, or "nan_logprobs").
+    invalid_reason: str | None = None
+    #: generate mode: characters of <think> reasoning in the answer.
+    reasoning_chars: int | None = None
+    #: logprob mode: tokens of each option's completion (label + EOS).
+    label_tokens: dict[str, int] | None = None
+    #: logprob mode: how many leading tokens of each completion were scored.
+    scored_tokens: int | None = None
 
 
 def categorize(situation: Situation, label: str | None) -> str:
@@ -102,11 +124,20 @@ def logprob_choices(
     `prompts` are the situations' prompts already rendered for the model.
     """
     completions = [option_completions(situation, response) for situation in situations]
-    scores = completion_logps(model, tokenizer, list(prompts), completions, batch_size=batch_size, progress=progress)
+    token_ids = [tokenize_group(tokenizer, "", texts)[1] for texts in completions]
+    limits = [scored_token_count(ids) for ids in token_ids]
+    scores = completion_logps(
+        model, tokenizer, list(prompts), completions, batch_size=batch_size, progress=progress, token_limits=limits
+    )
     choices = []
-    for situation, logps in zip(situations, scores):
+    for situation, logps, ids, limit in zip(situations, scores, token_ids, limits):
+        evidence = {
+            "logps": dict(zip(situation.option_labels, logps)),
+            "label_tokens": dict(zip(situation.option_labels, map(len, ids))),
+            "scored_tokens": limit if limit is not None else max(map(len, ids)),
+        }
         if any(math.isnan(value) for value in logps):  # a broken model: no choice can be read
-            choices.append(Choice(None, "invalid", logps=dict(zip(situation.option_labels, logps))))
+            choices.append(Choice(None, "invalid", invalid_reason="nan_logprobs", **evidence))
             continue
         best = max(range(len(logps)), key=lambda j: logps[j])
         label = situation.option_labels[best]
@@ -114,11 +145,22 @@ def logprob_choices(
             Choice(
                 label=label,
                 category=categorize(situation, label),
-                logps=dict(zip(situation.option_labels, logps)),
                 risk_averse_prob=risk_averse_probability(situation, logps),
+                **evidence,
             )
         )
     return choices
+
+
+def scored_token_count(completion_ids: Sequence[Sequence[int]]) -> int | None:
+    """T = the fewest tokens of any completion, when the completions cut to T tokens stay distinct; else None.
+
+    None (score every token) only when two completions share their first T
+    tokens, which labels of 1-12 or a-l with EOS do not.
+    """
+    shortest = min(len(ids) for ids in completion_ids)
+    cut = {tuple(ids[:shortest]) for ids in completion_ids}
+    return shortest if len(cut) == len(completion_ids) else None
 
 
 def generate_answers(
@@ -177,9 +219,18 @@ def generate_answers(
 
 
 def answer_choices(situations: Sequence[Situation], answers: Sequence[str]) -> list[Choice]:
-    """Parse each generated answer into a choice (None = invalid) with its category."""
+    """Read each generated answer into a choice (None = invalid, with the reason), its category and source."""
     choices = []
     for situation, answer in zip(situations, answers):
-        label = parse_answer(answer, situation.option_labels, situation.answer_variants)
-        choices.append(Choice(label=label, category=categorize(situation, label), answer=answer))
+        parsed = read_answer(answer, situation.option_labels, situation.answer_variants)
+        choices.append(
+            Choice(
+                label=parsed.label,
+                category=categorize(situation, parsed.label),
+                answer=answer,
+                answer_source=parsed.source,
+                invalid_reason=parsed.reason,
+                reasoning_chars=parsed.reasoning_chars,
+            )
+        )
     return choices

@@ -57,14 +57,17 @@ SKIP_INDISTINCT = "option labels tokenize identically"
 INVALID_EXAMPLES = 5
 
 METHODS = {
-    "choice": "logprob: argmax over options of log p(label + EOS | prompt); generate: the label parsed from the answer",
+    "choice": "logprob: argmax over options of log p(label + EOS | prompt), every option scored on the same number "
+    "of leading tokens (the fewest of the situation); generate: the label read from the answer by the parser's rules",
     "categories": "exclusive, in precedence order: " + ", ".join(CATEGORIES),
     "intervals": "95% Wilson score intervals",
     "difference": "b minus a in risk-averse rate on the situations both scored; 95% interval by Newcombe (1998) "
     "method 10 for paired proportions",
     "p_value": "McNemar's exact test: two-sided binomial(1/2) test on the discordant pairs",
     "alpha": "maximum-likelihood CARA coefficient of a logit choice model over stake-free certainty equivalents "
-    "CE_j(alpha) / max|prize|, grid over log alpha refined by a parabola, seeded bootstrap over situations",
+    "CE_j(alpha) / max|prize| with precision lam: grid over log alpha, then golden-section search with lam exact; "
+    "95% profile-likelihood interval; at_bounds lists what sits on a bound of the fit; with --bootstrap N a "
+    "seeded percentile bootstrap interval over situations as a check",
 }
 
 
@@ -433,6 +436,12 @@ def build_report(
         summary["cooperate"] = _cooperate(situations, scored)
         summary["alpha"] = fit_alpha(table, chosen, bootstrap=options.bootstrap, seed=options.seed).to_json()
         summary["skipped"] = dict(Counter(record["skipped"] for record in model_records if record["skipped"]))
+        summary["unequal_label_tokens"] = sum(
+            len(set(record["label_tokens"].values())) > 1 for record in scored if record.get("label_tokens")
+        )
+        summary["invalid_reasons"] = dict(
+            Counter(record.get("invalid_reason") or "unknown" for record in scored if record["category"] == "invalid")
+        )
         invalid = [record for record in scored if record["category"] == "invalid"][:INVALID_EXAMPLES]
         summary["invalid_examples"] = [_where(situations[r["position"]], answer=r["answer"]) for r in invalid]
         summary["strata"] = _strata(situations, scored)
@@ -471,5 +480,8 @@ def _csv_row(model: str, situation: Situation, record: dict) -> dict[str, Any]:
         "logps": json.dumps(record["logps"]) if record.get("logps") else "",
         "risk_averse_prob": "" if record.get("risk_averse_prob") is None else record["risk_averse_prob"],
         "answer": record.get("answer") or "",
+        "answer_source": record.get("answer_source") or "",
+        "invalid_reason": record.get("invalid_reason") or "",
+        "reasoning_chars": "" if record.get("reasoning_chars") is None else record["reasoning_chars"],
         "skipped": record.get("skipped") or "",
     }

@@ -101,6 +101,10 @@ def plot_rates(report: dict[str, Any], path: str | Path) -> None:
     figure.savefig(path, format="png", dpi=80, metadata={"Software": None})
 
 
+#: Marks a fitted quantity that sits on a bound of its grid (alpha 1e-5 .. 10, precision 0 .. 1e4).
+_BOUND_MARK = "*"
+
+
 def _rate(value: float, interval: list[float]) -> str:
     return f"{value:.3f} [{interval[0]:.2f}, {interval[1]:.2f}]"
 
@@ -109,12 +113,22 @@ def _alpha_line(alpha: dict[str, Any]) -> str:
     """The implied alpha with its interval and verdict, or why there is none."""
     if alpha["estimate"] is None:
         return f"implied alpha not available ({alpha['reason']})"
-    text = f"implied alpha {alpha['estimate']:.3g}"
+    bounds = set(alpha.get("at_bounds") or (["estimate"] if alpha["at_grid_edge"] else []))
+
+    def marked(name: str, value: float) -> str:
+        return f"{value:.3g}{_BOUND_MARK * (name in bounds)}"
+
+    text = f"implied alpha {marked('estimate', alpha['estimate'])}"
     if alpha["interval"]:
         low, high = alpha["interval"]
-        text += f" [{low:.3g}, {high:.3g}], {alpha['verdict']} {alpha['target']:g}"
-    edge = ", at the edge of the fitted range" if alpha["at_grid_edge"] else ""
-    return f"{text} ({alpha['situations']} situations{edge})"
+        text += f" [{marked('interval_low', low)}, {marked('interval_high', high)}]"
+        text += f", {alpha['verdict']} {alpha['target']:g}"
+    if alpha.get("precision") is not None:
+        text += f", precision {marked('precision', alpha['precision'])}"
+    note = ""
+    if bounds:
+        note = f"; {_BOUND_MARK} = on a bound of the fit ({', '.join(sorted(bounds))}), the true value may lie beyond"
+    return f"{text} ({alpha['situations']} situations{note})"
 
 
 def _model_notes(model: dict[str, Any], examples: int) -> list[str]:
@@ -124,10 +138,16 @@ def _model_notes(model: dict[str, Any], examples: int) -> list[str]:
         cooperate = model["cooperate"]
         notes.append(f"cooperate rate {_rate(cooperate['rate'], cooperate['interval'])} over {cooperate['n']}")
     notes += [f"{count} situations skipped ({reason})" for reason, count in model["skipped"].items()]
+    if model.get("unequal_label_tokens"):
+        notes.append(
+            f"{model['unequal_label_tokens']} situations whose option labels differ in token count "
+            "(each option scored on the situation's fewest tokens)"
+        )
     invalid = model["counts"].get("invalid", 0)
     if invalid:
         shown = "; ".join(repr(example["answer"]) for example in model["invalid_examples"][:examples])
-        notes.append(f"{invalid} unparsed answers (all in the CSV), e.g. {shown}")
+        reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(model.get("invalid_reasons", {}).items()))
+        notes.append(f"{invalid} unparsed answers ({reasons}; all in the CSV), e.g. {shown}")
     return [f"{model['model']}: {note}" for note in notes]
 
 

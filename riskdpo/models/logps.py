@@ -188,15 +188,20 @@ def completion_logps(
     completions: Sequence[Sequence[str]],
     batch_size: int = 8,
     progress: bool = False,
+    token_limits: Sequence[int | None] | None = None,
 ) -> list[list[float]]:
     """log pi(completion | prompt) for every completion of every prompt, in input order.
 
     Prompts with different numbers of completions are batched separately (a batch
     holds groups of one size K); within a size, batches are grouped by length.
+    `token_limits` (one per prompt, None = all) scores only the first tokens of
+    each completion (EOS included in the count).
     """
     from tqdm.auto import tqdm
 
     groups = [tokenize_group(tokenizer, p, c) for p, c in zip(prompts, completions)]
+    if token_limits is not None:
+        groups = [(ids, [c[:limit] for c in comps]) for (ids, comps), limit in zip(groups, token_limits)]
     device = next(model.parameters()).device
     results: list[list[float]] = [[] for _ in groups]
     by_size: dict[int, list[int]] = {}

@@ -14,6 +14,7 @@ from riskdpo.evaluation.choices import (
     logprob_choices,
     option_completions,
     risk_averse_probability,
+    scored_token_count,
 )
 from riskdpo.data.generate import GenerateSpec, generate_situations
 from riskdpo.models.loading import load_model, load_tokenizer
@@ -141,3 +142,95 @@ def test_generated_answers_are_parsed_into_choices():
         ("a", "risk_neutral", "Option a"),
         (None, "invalid", "no idea"),
     ]
+    assert [c.invalid_reason for c in choices] == [None, None, "no_label"]
+
+
+def test_thinking_answers_say_which_part_was_read():
+    plain = situation("abc", risk_averse=["b"], risk_neutral=["a"])
+    answers = ["<think>a is riskier</think> b", "<think>I pick a.</think>", "<think>a or b, hmm", "not a"]
+    choices = answer_choices([plain] * 4, answers)
+    assert [(c.label, c.answer_source, c.invalid_reason) for c in choices] == [
+        ("b", "visible", None),
+        ("a", "reasoning", None),
+        (None, "reasoning", "truncated"),
+        (None, "visible", "negated"),
+    ]
+    assert [c.reasoning_chars for c in choices] == [len("a is riskier"), len("I pick a."), len("a or b, hmm"), 0]
+
+
+# ---- label length in log-prob mode (issue 13, part 4) -------------------------------------------------------------
+
+TWELVE = [str(n) for n in range(1, 13)]
+
+
+def digit_splitting(tokenizer):
+    """The tiny model's BPE tokenizer made to split digits, as Llama 3 and Qwen tokenizers do."""
+    from tokenizers import pre_tokenizers
+
+    tokenizer.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    return tokenizer
+
+
+@pytest.fixture(scope="module")
+def digit_model(eval_model):
+    return load_model(str(eval_model)), digit_splitting(load_tokenizer(str(eval_model)))
+
+
+def twelve_options(risk_averse=("11",)):
+    return situation(TWELVE, risk_averse=list(risk_averse))
+
+
+def test_the_tokenizer_splits_digits(digit_model):
+    _, tokenizer = digit_model
+    assert len(tokenizer("10", add_special_tokens=False).input_ids) == 2
+    assert len(tokenizer("7", add_special_tokens=False).input_ids) == 1
+
+
+def test_an_indifferent_model_scores_labels_1_to_12_equally(digit_model, eval_model):
+    _, tokenizer = digit_model
+    model = load_model(str(eval_model))
+    with torch.no_grad():  # every next token equally likely: the model is indifferent between labels
+        model.lm_head.weight.zero_()
+        model.lm_head.bias.zero_()
+    (choice,) = logprob_choices(model, tokenizer, [twelve_options()], ["Pick one of 1 to 12."], "label")
+    assert choice.label_tokens == {**{str(n): 2 for n in range(1, 10)}, "10": 3, "11": 3, "12": 3}
+    assert choice.scored_tokens == 2
+    assert len(set(choice.logps.values())) == 1  # no label pays for its length
+    assert choice.risk_averse_prob == pytest.approx(1 / 12)
+
+
+def truncated_logp(model, tokenizer, prompt, completion_ids):
+    """log p of the given completion tokens after the prompt, from one unpadded forward pass."""
+    prompt_ids = tokenizer(prompt).input_ids
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt_ids + completion_ids])).logits[0]
+    logprobs = torch.log_softmax(logits.double(), dim=-1)
+    start = len(prompt_ids) - 1
+    return sum(float(logprobs[start + t, token]) for t, token in enumerate(completion_ids))
+
+
+def test_labels_are_scored_on_their_first_shared_number_of_tokens(digit_model):
+    model, tokenizer = digit_model
+    prompts = [render_prompt(tokenizer, s.prompt, PromptFormat()) for s in eval_situations()[:6]]
+    choices = logprob_choices(model, tokenizer, [twelve_options()] * len(prompts), prompts, "label", batch_size=4)
+    for prompt, choice in zip(prompts, choices):
+        for label, value in choice.logps.items():
+            ids = tokenizer(label, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+            assert value == pytest.approx(truncated_logp(model, tokenizer, prompt, ids[:2]), abs=1e-4)
+        assert choice.label == max(choice.logps, key=choice.logps.get)
+
+
+def test_labels_10_to_12_are_chosen(digit_model):
+    model, tokenizer = digit_model
+    prompts = [f"Situation {n}: " + s.prompt for n, s in enumerate(eval_situations())]
+    prompts = [render_prompt(tokenizer, p, PromptFormat()) for p in prompts * 2]
+    choices = logprob_choices(model, tokenizer, [twelve_options()] * len(prompts), prompts, "label", batch_size=8)
+    assert {"10", "11", "12"} & {choice.label for choice in choices}
+
+
+def test_completions_that_coincide_when_cut_are_scored_whole():
+    assert scored_token_count([[5, 0], [1, 2, 0], [1, 3, 0]]) == 2
+    assert scored_token_count([[5, 0], [4, 0]]) == 2
+    assert scored_token_count([[5, 0], [1, 2, 7, 0], [1, 2, 8, 0]]) is None

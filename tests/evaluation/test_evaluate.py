@@ -88,6 +88,7 @@ def test_report_contract_and_files(logprob_run, workspace):
     for model in report["models"]:
         assert model["n"] == 15
         assert sum(model["counts"].values()) == 15
+        assert model["unequal_label_tokens"] == 0 and model["invalid_reasons"] == {}
         assert sum(model["rates"].values()) == pytest.approx(1.0)
         for category in CATEGORIES:
             low, high = model["intervals"][category]
@@ -183,6 +184,11 @@ def test_generate_mode_reads_answers(workspace, tmp_path):
     assert model["mean_risk_averse_prob"] is None
     assert model["counts"]["invalid"] == sum(row["category"] == "invalid" for row in rows)
     assert all(row["answer"] for row in rows)
+    assert all(row["answer_source"] == "visible" and row["reasoning_chars"] == "0" for row in rows)
+    assert all((row["invalid_reason"] != "") == (row["category"] == "invalid") for row in rows)
+    assert sum(model["invalid_reasons"].values()) == model["counts"]["invalid"]
+    assert model["counts"]["invalid"] > 0  # a random model's 4-token answers: the table says why they are invalid
+    assert all(f"{reason} {count}" in result.output for reason, count in model["invalid_reasons"].items())
     assert model["prompt_format"]["chat_template"] is False
 
 
@@ -212,7 +218,9 @@ def test_sheet_picks_situations_of_a_situations_json(workspace, tmp_path):
     assert result.exit_code == 0, result.output
     (model,) = json.loads(out.read_text())["models"]
     assert model["n"] == 6 and set(model["strata"]["sheet"]) == {"coop"}
-    assert model["alpha"]["interval"] is None and model["alpha"]["estimate"] is not None
+    assert model["alpha"]["bootstrap_interval"] is None and model["alpha"]["estimate"] is not None
+    low, high = model["alpha"]["interval"]  # the profile-likelihood interval needs no resampling
+    assert low <= model["alpha"]["estimate"] <= high
 
 
 @pytest.mark.parametrize(
