@@ -126,7 +126,7 @@ def run_demo(
         texts = [s.prompt for s in conversion.situations] + [INSTRUCTION]
         base = str(build_tiny_model(out / "tiny-model", texts, seed=seed))
 
-    options = EvalOptions(seed=seed, progress=True, bootstrap=200)
+    options = EvalOptions(seed=seed, progress=True)
     overrides = FormatOverrides(instruction=INSTRUCTION)
     say(f"[3/5] eval-choices: base model {model}")
     before = evaluate_choices([base], held_out, options=options, overrides=overrides, selection=selection)

@@ -40,7 +40,8 @@ from riskdpo.commands.config_file import config_option
               help="Move the lotteries between option lines (seeded by --seed), so a label preference cannot pass "
               "for risk aversion.")
 @click.option("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, show_default=True,
-              help="Bootstrap replicates of the implied-alpha interval.")
+              help="Bootstrap replicates of a percentile interval for the implied alpha, reported as a check beside "
+              "the profile-likelihood interval (0: none).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 def eval_choices(**params) -> None:
     """Score how often each model picks the risk-averse option.
