@@ -14,7 +14,7 @@ loop:
 - riskdpo logprob (`riskdpo_eval.py`, mode logprob): every option's label
   scored in one shared pass per prompt, batched by length;
 - riskdpo generate (`riskdpo_eval.py`, mode generate): left-padded batches,
-  greedy, answers read by `riskdpo.evaluation.answers.parse_answer`.
+  greedy, answers read by `riskdpo.data.answers.parse_answer`.
 
 situations/s = situations / loop seconds; the speed-up is riskdpo's
 situations/s over the baseline's. Agreement compares, situation by

@@ -38,7 +38,7 @@ _EXPORTS: dict[str, str] = {
     "evaluate_choices": "riskdpo.evaluation.evaluate:evaluate_choices",
     "write_evaluation": "riskdpo.evaluation.report:write_evaluation",
     "format_table": "riskdpo.evaluation.report:format_table",
-    "parse_answer": "riskdpo.evaluation.answers:parse_answer",
+    "parse_answer": "riskdpo.data.answers:parse_answer",
     # economics: the agents' expected utility
     "RISK_AVERSE_ALPHA": "riskdpo.data.expected_utility:RISK_AVERSE_ALPHA",
     "TOO_RISK_AVERSE_ALPHA": "riskdpo.data.expected_utility:TOO_RISK_AVERSE_ALPHA",

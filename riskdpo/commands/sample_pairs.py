@@ -45,7 +45,7 @@ def sample_pairs_command(config, model, situations_path, output, samples, temper
       riskdpo sample-pairs --model results/final-model --situations situations.json -o pairs.jsonl --samples 8 --temperature 0.8
     """
     from riskdpo.data.situations import load_situations
-    from riskdpo.pairs.on_policy import SampleSpec, sample_pairs
+    from riskdpo.recipes.on_policy import SampleSpec, sample_pairs
     from riskdpo.pairs.prompting import PromptFormat
 
     target = check_pairs_path(output)

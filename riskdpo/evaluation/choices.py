@@ -30,7 +30,7 @@ situation is skipped and counted (`indistinct_labels`), never scored.
 
 generate: prompts are left-padded and generated in length-grouped batches,
 greedily or by sampling at a temperature under a seed; the answer text is read
-by `riskdpo.evaluation.answers.read_answer`, which also says which part of a
+by `riskdpo.data.answers.read_answer`, which also says which part of a
 ``<think>`` answer it read and why an invalid answer names no choice.
 
 A choice falls in exactly one category, taken in this order:
@@ -45,7 +45,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from riskdpo.evaluation.answers import read_answer
+from riskdpo.data.answers import read_answer
 from riskdpo.models.logps import completion_logps, length_grouped_order, tokenize_group
 from riskdpo.data.situations import Situation
 
@@ -66,7 +66,7 @@ class Choice:
     answer: str | None = None
     #: generate mode: the part of the answer the label was read from ("visible" or "reasoning").
     answer_source: str | None = None
-    #: Why a choice is invalid (`riskdpo.evaluation.answers.INVALID_REASONS`, or "nan_logprobs").
+    #: Why a choice is invalid (`riskdpo.data.answers.INVALID_REASONS`, or "nan_logprobs").
     invalid_reason: str | None = None
     #: generate mode: characters of <think> reasoning in the answer.
     reasoning_chars: int | None = None

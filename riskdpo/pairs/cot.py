@@ -2,7 +2,7 @@
 
 `make-pairs --response cot` uses a situation's ``chosen_full``/``rejected_full``
 when the sheet gives both. Such reasoning is only kept when its final answer
-(read with `riskdpo.evaluation.answers.parse_answer`, the reader that scores
+(read with `riskdpo.data.answers.parse_answer`, the reader that scores
 models) names the pair's labelled option: the risk-averse option for the chosen
 answer, the rejected agent's for the rejected one. A sheet whose
 ``rejected_full`` reasons as the linear agent therefore makes no pair under
@@ -25,7 +25,7 @@ from riskdpo.core.errors import UserError
 from riskdpo.data.expected_utility import RISK_AVERSE_ALPHA, TOO_RISK_AVERSE_ALPHA
 from riskdpo.data.reasoning import matched_reasoning
 from riskdpo.data.situations import Situation
-from riskdpo.evaluation.answers import parse_answer
+from riskdpo.data.answers import parse_answer
 
 #: The sheet columns of chain-of-thought answers.
 COT_COLUMNS = ("chosen_full", "rejected_full")

@@ -20,7 +20,7 @@ from riskdpo.data.labels import canonical_label, find_option_texts
 from riskdpo.data.lotteries import prompt_lottery
 from riskdpo.data.reasoning import format_money
 from riskdpo.data.situations import save_situations
-from riskdpo.evaluation.answers import parse_answer
+from riskdpo.data.answers import parse_answer
 from riskdpo.pairs.balance import balanced_rotations, line_counts
 from riskdpo.pairs.build import build_pairs, find_eligible, select_pairs
 

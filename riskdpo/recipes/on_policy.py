@@ -4,7 +4,7 @@ Iterative reasoning preference optimisation (Pang et al. 2024) samples
 answers from the current model, pairs an answer whose final choice is correct
 against one whose choice is wrong, and trains on them with DPO plus an NLL term
 on the chosen answer (`riskdpo.training.loss.dpo_nll_loss`). Here each answer
-is read with `riskdpo.evaluation.answers.parse_answer` (the reader that scores
+is read with `riskdpo.data.answers.parse_answer` (the reader that scores
 models in generate mode) and graded against the situation's label sets:
 
 - ``risk_averse``: it names a risk-averse best option -> a chosen answer;
@@ -35,7 +35,7 @@ from typing import Any, Sequence
 
 from riskdpo.core.errors import UserError
 from riskdpo.data.situations import Situation
-from riskdpo.evaluation.answers import parse_answer
+from riskdpo.data.answers import parse_answer
 from riskdpo.evaluation.choices import generate_answers
 from riskdpo.models.loading import default_device, load_model, load_tokenizer, resolve_precision
 from riskdpo.pairs.build import find_eligible, sample_situations

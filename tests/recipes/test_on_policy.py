@@ -19,10 +19,10 @@ from riskdpo.cli import main
 from riskdpo.core.errors import UserError
 from riskdpo.data.generate import GenerateSpec, generate_situations
 from riskdpo.data.situations import save_situations
-from riskdpo.evaluation.answers import parse_answer
+from riskdpo.data.answers import parse_answer
 from riskdpo.models.loading import load_model, load_tokenizer
 from riskdpo.pairs.build import find_eligible
-from riskdpo.pairs.on_policy import grade_answer, pairs_from_answers, sample_answers
+from riskdpo.recipes.on_policy import grade_answer, pairs_from_answers, sample_answers
 from riskdpo.pairs.prompting import PromptFormat
 
 

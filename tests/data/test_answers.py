@@ -2,7 +2,7 @@
 
 import pytest
 
-from riskdpo.evaluation.answers import INVALID_REASONS, parse_answer, read_answer
+from riskdpo.data.answers import INVALID_REASONS, parse_answer, read_answer
 from riskdpo.data.labels import answer_variants
 
 LETTERS = ["a", "b", "c"]

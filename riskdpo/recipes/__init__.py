@@ -1,0 +1,5 @@
+"""Recipes that compose the stages: on-policy pairs (sample a model's own
+answers, grade them, pair right against wrong).
+
+Sits above training and evaluation and may import any stage; no stage imports it.
+"""
