@@ -1,5 +1,5 @@
 """Choices with a real (tiny) model: batched log-probs vs a plain per-option computation,
-batched left-padded generation vs one prompt at a time, categories, indistinct labels."""
+categories, indistinct labels (generation: test_generation.py)."""
 
 import math
 
@@ -7,9 +7,7 @@ import pytest
 import torch
 
 from riskdpo.evaluation.choices import (
-    answer_choices,
     categorize,
-    generate_answers,
     indistinct_labels,
     logprob_choices,
     option_completions,
@@ -72,27 +70,6 @@ def test_logprob_choices_equal_unbatched_per_option_computation(loaded, response
         assert choice.risk_averse_prob == pytest.approx(ra_mass / sum(weights), abs=1e-4)
 
 
-def test_batched_generation_equals_one_at_a_time(loaded):
-    model, tokenizer = loaded
-    situations = eval_situations()[:8]
-    prompts = [render_prompt(tokenizer, s.prompt, PromptFormat()) for s in situations]
-    lengths = {len(tokenizer(p).input_ids) for p in prompts}
-    assert len(lengths) > 1  # the batches really are padded
-    batched = generate_answers(model, tokenizer, prompts, max_new_tokens=6, batch_size=4)
-    single = [generate_answers(model, tokenizer, [p], max_new_tokens=6)[0] for p in prompts]
-    assert batched == single
-    assert all(answer for answer in batched)
-    assert tokenizer.padding_side == "right"  # restored
-
-
-def test_sampling_is_seeded(loaded):
-    model, tokenizer = loaded
-    prompts = [render_prompt(tokenizer, s.prompt, PromptFormat()) for s in eval_situations()[:4]]
-    first = generate_answers(model, tokenizer, prompts, max_new_tokens=5, temperature=1.0, seed=7, batch_size=2)
-    again = generate_answers(model, tokenizer, prompts, max_new_tokens=5, temperature=1.0, seed=7, batch_size=2)
-    assert first == again
-
-
 def situation(labels, risk_averse, risk_neutral=(), too_risk_averse=()):
     return Situation(
         "1", "s", "pick", list(labels), [f"({label})" for label in labels],
@@ -131,13 +108,3 @@ def test_labels_that_tokenize_identically_are_detected():
     tokenizer = word_tokenizer()
     assert not indistinct_labels(tokenizer, situation("ab", ["a"]), "label")
     assert indistinct_labels(tokenizer, situation("abcd", ["a"]), "label")
-
-
-def test_generated_answers_are_parsed_into_choices():
-    plain = situation("abc", risk_averse=["b"], risk_neutral=["a"])
-    choices = answer_choices([plain] * 3, ["I choose b", "Option a", "no idea"])
-    assert [(c.label, c.category, c.answer) for c in choices] == [
-        ("b", "risk_averse", "I choose b"),
-        ("a", "risk_neutral", "Option a"),
-        (None, "invalid", "no idea"),
-    ]

@@ -25,8 +25,8 @@ from riskdpo.evaluation.evaluate import (
     model_format,
     score_model,
     select_situations,
-    stratum_values,
 )
+from riskdpo.evaluation.strata import stratum_values
 from riskdpo.data.generate import GenerateSpec, generate_situations, situations_sheet
 from riskdpo.pairs.prompting import PromptFormat
 from riskdpo.data.situations import save_situations
