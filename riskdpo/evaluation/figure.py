@@ -37,6 +37,8 @@ CATEGORY_TITLES = {
 REFERENCE_LABEL = "position-only chooser (best fixed option line)"
 PANEL_SIZE = (4.2, 3.4)
 COLUMNS = 3
+#: Inches below the panels kept for the legend.
+LEGEND_SPACE = 0.45
 
 
 @dataclass
@@ -130,7 +132,7 @@ def plot_eval_rates(points: list[RatePoint], title: str = "Risk-averse choices")
     panels = (["categories"] if with_categories else []) + ["overall"] + strata
     columns = min(COLUMNS, len(panels))
     rows = math.ceil(len(panels) / columns)
-    figure = Figure(figsize=(PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows + 0.9))
+    figure = Figure(figsize=(PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows + LEGEND_SPACE))
     axes = list(figure.subplots(rows, columns, squeeze=False).flat)
     for unused in axes[len(panels) :]:
         unused.set_visible(False)
@@ -165,7 +167,7 @@ def plot_eval_rates(points: list[RatePoint], title: str = "Risk-averse choices")
                     references += [_reference(axis, slot, 0.45, p.reference) for slot, p in present]
             axis.set_xticks(range(len(values)), values)
             axis.set_title(f"Risk-averse rate by {panel.replace('_', ' ')}", fontsize="medium")
-        axis.set_ylim(0, 1)
+        axis.set_ylim(-0.03, 1.03)
         axis.grid(axis="y", alpha=0.3)
         axis.tick_params(axis="x", labelsize="small", labelrotation=15)
     handles = [Line2D([], [], color=color, marker="o", linestyle="") for color in colors]
@@ -175,5 +177,5 @@ def plot_eval_rates(points: list[RatePoint], title: str = "Risk-averse choices")
         labels.append(REFERENCE_LABEL)
     figure.suptitle(title)
     figure.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize="small", frameon=False)
-    figure.tight_layout(rect=(0, 0.9 / figure.get_figheight(), 1, 1))
+    figure.tight_layout(rect=(0, LEGEND_SPACE / figure.get_figheight(), 1, 1))
     return figure

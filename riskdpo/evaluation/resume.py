@@ -99,8 +99,7 @@ class Checkpoint:
                     self.rows.append(row)
 
     def add(self, model: str, records: Sequence[dict[str, Any]]) -> None:
-        """Add finished records of `model` and rewrite the CSV atomically."""
-        self.done[model].extend(records)
+        """Add finished records of `model` and rewrite the CSV atomically (`done` keeps what was read back)."""
         self.rows += [csv_row(model, self.situations[r["position"]], r) for r in records]
         with atomic_open(self.path, "w", encoding="utf-8", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(self.rows[0]))

@@ -1,0 +1,73 @@
+"""eval-choices --resume: a run SIGKILLed mid-way continues from its CSV and ends with the
+report of an uninterrupted run; a resume with other settings is refused in one line."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import helpers
+from test_choices import eval_model, eval_situations  # noqa: F401 (fixtures)
+from test_evaluate import comparable
+
+from riskdpo.data.situations import save_situations
+
+SAMPLES = 3
+
+
+def command(model, situations, out, *extra):
+    return [
+        sys.executable, "-m", "riskdpo.cli", "eval-choices", "--model", str(model), "--situations", str(situations),
+        "-o", str(out), "--mode", "generate", "--temperature", "1.0", "--top-k", "50", "--samples", str(SAMPLES),
+        "--max-new-tokens", "48", "--batch-size", "2", "--bootstrap", "50", "--seed", "5", "--no-progress",
+        "--no-chat-template", "--resume", *extra,
+    ]  # fmt: skip
+
+
+def rows(path):
+    with open(path, encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_killed_run_resumes_to_the_uninterrupted_report(tmp_path, eval_model):
+    situations = tmp_path / "situations.json"
+    save_situations(eval_situations(), situations)
+    total = len(eval_situations()) * SAMPLES
+    env = {**os.environ, **helpers.SUBPROCESS_ENV}
+
+    whole = tmp_path / "whole" / "report.json"
+    done = subprocess.run(command(eval_model, situations, whole), env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    stopped = tmp_path / "stopped" / "report.json"
+    stopped.parent.mkdir()
+    checkpoint = stopped.with_suffix(".csv")
+    process = subprocess.Popen(command(eval_model, situations, stopped), env=env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    partial = rows(checkpoint)
+    assert 0 < len(partial) < total  # killed mid-way, with whole batches on disk
+    assert not stopped.exists()
+
+    resumed = subprocess.run(command(eval_model, situations, stopped), env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    one, two = json.loads(whole.read_text()), json.loads(stopped.read_text())
+    assert comparable(one) == comparable(two)
+    assert rows(whole.with_suffix(".csv")) == rows(checkpoint)
+    assert len(rows(checkpoint)) == total
+    assert {(row["situation_id"], row["sample"]) for row in partial} <= {(r["situation_id"], r["sample"]) for r in rows(checkpoint)}
+
+    changed = subprocess.run(
+        command(eval_model, situations, stopped)[:-1] + ["--top-k", "40", "--resume"], env=env, capture_output=True, text=True
+    )
+    assert changed.returncode == 2
+    assert changed.stderr.count("\n") == 1 and changed.stderr.startswith("error: --resume:"), changed.stderr
+    assert "top_k 50 -> 40" in changed.stderr
+    assert rows(checkpoint) == rows(whole.with_suffix(".csv"))  # left as it was
