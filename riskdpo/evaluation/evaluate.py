@@ -32,13 +32,13 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Mapping, Sequence
 
 from riskdpo.core.errors import UserError
-from riskdpo.core.fileio import read_json
 from riskdpo.data.situations import Situation, load_situations
 from riskdpo.evaluation.alpha import DEFAULT_BOOTSTRAP
-from riskdpo.evaluation.choices import RESPONSE_STYLES, indistinct_labels, logprob_choices
+from riskdpo.evaluation.choices import indistinct_labels, logprob_choices
+from riskdpo.evaluation.formats import FormatOverrides, ModelFormat, model_format, short_names
 from riskdpo.evaluation.generation import Decoding, generate_records
 from riskdpo.evaluation.summary import Evaluation, build_report
-from riskdpo.pairs.prompting import PromptFormat, render_prompt
+from riskdpo.pairs.prompting import render_prompt
 
 MODES = ("logprob", "generate")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -101,35 +101,6 @@ class EvalOptions:
         return {name: getattr(self, name) for name in fields}
 
 
-@dataclass(frozen=True)
-class FormatOverrides:
-    """Prompt-format options given explicitly; None means "take it from run.json or the default"."""
-
-    chat_template: bool | None = None
-    system: str | None = None
-    instruction: str | None = None
-    response: str | None = None
-    chat_template_kwargs: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class ModelFormat:
-    """The prompt format and response style a model is evaluated with, and where they came from."""
-
-    prompt: PromptFormat
-    response: str
-    source: str
-    trained_response: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            **self.prompt.to_json(),
-            "response": self.response,
-            "source": self.source,
-            "trained_response": self.trained_response,
-        }
-
-
 # ---------------------------------------------------------------- inputs
 
 
@@ -185,67 +156,6 @@ def select_situations(
             keep = sorted(random.Random(seed).sample(range(len(usable)), sample))
             usable = [usable[i] for i in keep]
     return usable, {"total": len(situations), "skipped": skipped, "sample": sample, "selected": len(usable)}
-
-
-def read_run_json(model: str) -> tuple[dict[str, Any], Path] | None:
-    """The training run.json of a riskdpo output: in the model directory or its parent."""
-    from riskdpo.models.loading import resolve_model
-
-    directory = Path(resolve_model(model))
-    if not directory.is_dir():
-        return None
-    for candidate in (directory / "run.json", directory.parent / "run.json"):
-        if candidate.is_file():
-            return read_json(candidate, dict, "a JSON object"), candidate
-    return None
-
-
-def model_format(model: str, overrides: FormatOverrides) -> ModelFormat:
-    """The prompt format for `model`: run.json's choice, explicit overrides winning.
-
-    A run trained on chain-of-thought responses ("cot") is scored in logprob
-    mode on the bare labels; generate mode reads its reasoning's final answer.
-    """
-    run = read_run_json(model)
-    stored = (run[0].get("prompt_format") or {}) if run else {}
-    trained = run[0].get("response") if run else None
-    chat_template = stored.get("chat_template", True) if overrides.chat_template is None else overrides.chat_template
-    system = stored.get("system") if overrides.system is None else overrides.system
-    kwargs = stored.get("chat_template_kwargs") if overrides.chat_template_kwargs is None else overrides.chat_template_kwargs
-    instruction = stored.get("instruction") if overrides.instruction is None else overrides.instruction
-    response = overrides.response or (trained if trained in RESPONSE_STYLES else "label")
-    if response not in RESPONSE_STYLES:
-        raise UserError(f"--response {response}: choose {' or '.join(RESPONSE_STYLES)}")
-    return ModelFormat(
-        prompt=PromptFormat(
-            chat_template=bool(chat_template),
-            system=system or None,
-            instruction=instruction or None,
-            chat_template_kwargs=kwargs or None,
-        ),
-        response=response,
-        source=str(run[1]) if run else "defaults",
-        trained_response=trained,
-    )
-
-
-def short_names(models: Sequence[str], names: Sequence[str] = ()) -> list[str]:
-    """The name each model is shown by: `names` when given, else its run directory, else its last path part.
-
-    The run directory is the one holding the run's run.json (``runs/averse`` for
-    ``runs/averse/final-model``); a hub id ``org/model`` is ``model``. Figures
-    and tables then carry no machine paths.
-    """
-    if names:
-        if len(names) != len(models):
-            raise UserError(f"--name given {len(names)} times for {len(models)} --model; give one per model or none")
-        shown = list(names)
-    else:
-        shown = [run[1].parent.name if (run := read_run_json(model)) else Path(model).name or model for model in models]
-    repeated = sorted({name for name in shown if shown.count(name) > 1})
-    if repeated:
-        raise UserError(f"two models are named {repeated[0]!r}; give each a --name")
-    return shown
 
 
 # ---------------------------------------------------------------- scoring
@@ -343,12 +253,14 @@ def _score_everywhere(
     model = load_model(name, precision=precision).to(state.device)
     finished = {(record["position"], record["sample"]) for record in done}
     with state.split_between_processes(list(range(len(situations)))) as share:
+
+        def globally(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [{**record, "position": share[record["position"]]} for record in batch]
+
         show = options.progress and state.is_main_process
         mine = {(local, k) for local, p in enumerate(share) for k in range(options.samples) if (p, k) in finished}
-        local = score_model(model, tokenizer, [situations[i] for i in share], fmt, options, show, mine, on_records and (
-            lambda batch: on_records([{**record, "position": share[record["position"]]} for record in batch])
-        ))
-        local = [{**record, "position": share[record["position"]]} for record in local]
+        save = (lambda batch: on_records(globally(batch))) if on_records else None
+        local = globally(score_model(model, tokenizer, [situations[i] for i in share], fmt, options, show, mine, save))
     records = gather_object(local) if state.num_processes > 1 else local
     del model
     if torch.cuda.is_available():

@@ -30,6 +30,10 @@ _INSTRUCTION = re.compile(
 )
 
 
+#: A comma that starts another ``key=value`` pair.
+_PAIR_BREAK = re.compile(r",\s*(?=[A-Za-z_][\w.-]*\s*=)")
+
+
 @dataclass(frozen=True)
 class PromptFormat:
     """How prompts are turned into model input; stored in run.json as a dict."""
@@ -49,7 +53,8 @@ def parse_chat_template_kwargs(items: str | Sequence[str]) -> dict[str, Any] | N
     Each value is read as JSON when it is JSON (``true``, ``4096``, ``"x"``,
     ``[1, 2]``) and kept as text otherwise: ``enable_thinking=true`` gives
     ``{"enable_thinking": True}``. Pairs may be given as separate items or
-    comma-separated in one. None when nothing is given.
+    comma-separated in one (a comma starts a new pair only before ``key=``, so
+    ``ids=[1, 2]`` stays whole). None when nothing is given.
     """
     given = [items] if isinstance(items, str) else list(items)
     found: dict[str, Any] = {}
@@ -64,7 +69,7 @@ def parse_chat_template_kwargs(items: str | Sequence[str]) -> dict[str, Any] | N
                 raise UserError(f"--chat-template-kwargs {item}: not a JSON object")
             found.update(value)
             continue
-        for pair in filter(None, (part.strip() for part in text.split(","))):
+        for pair in filter(None, (part.strip() for part in _PAIR_BREAK.split(text))):
             key, equals, value = pair.partition("=")
             if not equals or not key.strip():
                 raise UserError(f"--chat-template-kwargs {item}: expected key=value pairs or a JSON object")
