@@ -42,6 +42,8 @@ def test_killed_run_resumes_to_the_uninterrupted_report(tmp_path, eval_model):
     done = subprocess.run(command(eval_model, situations, whole), env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
 
+    check_samples_against_hand_counts(json.loads(whole.read_text()), rows(whole.with_suffix(".csv")), total)
+
     stopped = tmp_path / "stopped" / "report.json"
     stopped.parent.mkdir()
     checkpoint = stopped.with_suffix(".csv")
@@ -71,3 +73,27 @@ def test_killed_run_resumes_to_the_uninterrupted_report(tmp_path, eval_model):
     assert changed.stderr.count("\n") == 1 and changed.stderr.startswith("error: --resume:"), changed.stderr
     assert "top_k 50 -> 40" in changed.stderr
     assert rows(checkpoint) == rows(whole.with_suffix(".csv"))  # left as it was
+
+
+def check_samples_against_hand_counts(report, answers, total):
+    """Per-situation share and majority, and the report's two kinds of rates, recomputed from the CSV."""
+    (model,) = report["models"]
+    assert model["samples"] == SAMPLES and model["answers"]["n"] == total == len(answers)
+    by_situation = {}
+    for row in answers:
+        by_situation.setdefault((row["sheet"], row["situation_id"]), []).append(row)
+    majority_categories = []
+    for group in by_situation.values():
+        assert [row["sample"] for row in group] == [str(k) for k in range(SAMPLES)]
+        choices = [row["choice"] or "invalid" for row in group]
+        top = max(choices.count(choice) for choice in choices)
+        majority = next(choice for choice in choices if choices.count(choice) == top)
+        share = sum(row["category"] == "risk_averse" for row in group) / SAMPLES
+        assert {row["situation_choice"] for row in group} == {majority}
+        assert {float(row["situation_risk_averse_share"]) for row in group} == {share}
+        majority_categories.append(group[choices.index(majority)]["category"])
+    for category, count in model["counts"].items():
+        assert count == majority_categories.count(category)
+        assert model["answers"]["counts"][category] == sum(row["category"] == category for row in answers)
+        low, high = model["answers"]["intervals"][category]
+        assert low <= model["answers"]["rates"][category] <= high
