@@ -72,10 +72,11 @@ def next_tokens(logits: Any, decoding: Decoding, generators: Sequence[Any]) -> A
     if decoding.temperature == 0:
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits.float() / decoding.temperature, dim=-1)
-    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    if 0 < decoding.top_k < probs.shape[-1]:  # the k largest, sorted: no need to sort the whole vocabulary
+        sorted_probs, order = probs.topk(decoding.top_k, dim=-1)
+    else:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
     keep = torch.ones_like(sorted_probs, dtype=torch.bool)
-    if decoding.top_k > 0:
-        keep[:, decoding.top_k :] = False
     if decoding.top_p < 1.0:
         mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
         keep &= mass_before < decoding.top_p
