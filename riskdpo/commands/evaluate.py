@@ -60,8 +60,10 @@ def eval_choices(**params) -> None:
     """Score how often each model picks the risk-averse option.
 
     Writes OUTPUT (JSON: counts, rates and Wilson intervals per category, the
-    implied CARA alpha, strata, paired comparisons with the first model), a
-    per-situation CSV and a PNG figure beside it, and prints a table. Runs
+    rates over sampled answers and of option types, the implied CARA alpha,
+    strata, paired comparisons with the first model, the position-only
+    chooser), a CSV with one row per answer and a PNG figure beside it, and
+    prints a table. Runs
     sharded over processes under `accelerate launch --num_processes N` (on
     CPUs add --multi_gpu, which then starts gloo processes); only the main
     process writes.

@@ -95,8 +95,10 @@ def short_names(models: Sequence[str], names: Sequence[str] = ()) -> list[str]:
     """The name each model is shown by: `names` when given, else its run directory, else its last path part.
 
     The run directory is the one holding the run's run.json (``runs/averse`` for
-    ``runs/averse/final-model``); a hub id ``org/model`` is ``model``. Figures
-    and tables then carry no machine paths.
+    ``runs/averse/final-model``); a hub id ``org/model`` is ``model``. Models
+    that would share a name (two checkpoints of one run) get their last two
+    path parts (``averse/checkpoint-100``). Figures and tables then carry no
+    machine paths.
     """
     if names:
         if len(names) != len(models):
@@ -104,6 +106,9 @@ def short_names(models: Sequence[str], names: Sequence[str] = ()) -> list[str]:
         shown = list(names)
     else:
         shown = [run[1].parent.name if (run := read_run_json(model)) else Path(model).name or model for model in models]
+        shown = [
+            "/".join(Path(model).parts[-2:]) if shown.count(name) > 1 else name for name, model in zip(shown, models)
+        ]
     repeated = sorted({name for name in shown if shown.count(name) > 1})
     if repeated:
         raise UserError(f"two models are named {repeated[0]!r}; give each a --name")

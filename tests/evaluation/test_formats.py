@@ -68,5 +68,9 @@ def test_run_json_supplies_chat_template_kwargs_and_the_name(tmp_path, eval_mode
     assert short_names([model, "Qwen/Qwen3-8B"], ["after", "base"]) == ["after", "base"]
     with pytest.raises(UserError, match="--name given 1 times for 2 --model"):
         short_names([model, "Qwen/Qwen3-8B"], ["after"])
-    with pytest.raises(UserError, match="two models are named 'Qwen3-8B'"):
-        short_names(["Qwen/Qwen3-8B", "other/Qwen3-8B"])
+    assert short_names(["Qwen/Qwen3-8B", "other/Qwen3-8B"]) == ["Qwen/Qwen3-8B", "other/Qwen3-8B"]
+    checkpoint = run / "checkpoint-2"
+    shutil.copytree(eval_model, checkpoint)
+    assert short_names([model, str(checkpoint)]) == ["averse-run/final-model", "averse-run/checkpoint-2"]
+    with pytest.raises(UserError, match="two models are named 'same'"):
+        short_names([model, str(checkpoint)], ["same", "same"])
