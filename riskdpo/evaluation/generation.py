@@ -111,8 +111,7 @@ def generate_rows(
         for indices in length_grouped_order(lengths, batch_size):
             encoded = tokenizer([prompts[i] for i in indices], return_tensors="pt", padding=True).to(device)
             generators = [torch.Generator(device=device).manual_seed(seeds[i]) for i in indices]
-            with torch.no_grad():
-                yield from _decode_batch(model, tokenizer, encoded, list(indices), generators, decoding)
+            yield from _decode_batch(model, tokenizer, encoded, list(indices), generators, decoding)
     finally:
         tokenizer.padding_side = padding_side
         model.train(was_training)
@@ -130,8 +129,11 @@ def _decode_batch(model, tokenizer, encoded, indices, generators, decoding) -> I
     produced: list[list[int]] = [[] for _ in indices]
     stops = stop_ids(model, tokenizer)
     while indices:
-        output = model(input_ids=inputs, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1)
-        tokens = next_tokens(output.logits[:, -1, :], decoding, generators).tolist()
+        with torch.no_grad():  # not around the yields: the caller's code runs between them
+            logits = model(
+                input_ids=inputs, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1
+            ).logits[:, -1, :]
+            tokens = next_tokens(logits, decoding, generators).tolist()
         keep = []
         for row, token in enumerate(tokens):
             ended = token in stops
