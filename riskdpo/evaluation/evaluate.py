@@ -45,7 +45,9 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 #: Why a situation was not scored.
 SKIP_NO_RISK_AVERSE = "no risk-averse labels"
 SKIP_INDISTINCT = "option labels tokenize identically"
-#: Situations per logprob call when results are checkpointed, in batches.
+#: Batches per logprob call under --resume, written to the CSV together. The chunks are cut from the
+#: situations still to score, in order, so a resumed run scores the same chunks (same batches,
+#: same round-off) as an uninterrupted one.
 LOGPROB_CHUNK = 4
 
 
@@ -193,7 +195,7 @@ def score_model(
         indistinct = [p for p, _ in work if indistinct_labels(tokenizer, situations[p], fmt.response)]
         finished([{"position": p, "sample": 0, "skipped": SKIP_INDISTINCT} for p in indistinct])
         scorable = [p for p, _ in work if p not in set(indistinct)]
-        step = options.batch_size * LOGPROB_CHUNK
+        step = options.batch_size * LOGPROB_CHUNK if on_records else max(len(scorable), 1)
         for chunk in (scorable[i : i + step] for i in range(0, len(scorable), step)):
             chosen = [situations[p] for p in chunk]
             choices = logprob_choices(

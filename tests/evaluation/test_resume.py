@@ -14,6 +14,7 @@ from test_choices import eval_model, eval_situations  # noqa: F401 (fixtures)
 from test_evaluate import comparable
 
 from riskdpo.data.situations import save_situations
+from riskdpo.evaluation.evaluate import LOGPROB_CHUNK
 
 SAMPLES = 3
 
@@ -97,3 +98,24 @@ def check_samples_against_hand_counts(report, answers, total):
         assert model["answers"]["counts"][category] == sum(row["category"] == category for row in answers)
         low, high = model["answers"]["intervals"][category]
         assert low <= model["answers"]["rates"][category] <= high
+
+
+def test_logprob_rows_read_back_give_the_same_report(tmp_path, eval_model):
+    from click.testing import CliRunner
+
+    from riskdpo.cli import main
+
+    situations = tmp_path / "situations.json"
+    save_situations(eval_situations(), situations)
+    out = tmp_path / "report.json"
+    args = ["eval-choices", "--model", str(eval_model), "--situations", str(situations), "-o", str(out),
+            "--bootstrap", "30", "--batch-size", "2", "--no-progress", "--resume"]  # fmt: skip
+    assert CliRunner().invoke(main, args).exit_code == 0
+    whole, whole_rows = out.read_text(), rows(out.with_suffix(".csv"))
+    lines = out.with_suffix(".csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    # logprob results reach the CSV a chunk of LOGPROB_CHUNK batches at a time: as if killed after the first
+    out.with_suffix(".csv").write_text("".join(lines[: 1 + 2 * LOGPROB_CHUNK]), encoding="utf-8")
+    out.unlink()
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert out.read_text() == whole and rows(out.with_suffix(".csv")) == whole_rows
