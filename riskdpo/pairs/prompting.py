@@ -44,7 +44,11 @@ class PromptFormat:
     chat_template_kwargs: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields as a dict; ``chat_template_kwargs`` only when set, so older run.json files read the same."""
+        data = asdict(self)
+        if data["chat_template_kwargs"] is None:
+            del data["chat_template_kwargs"]
+        return data
 
 
 def parse_chat_template_kwargs(items: str | Sequence[str]) -> dict[str, Any] | None:
