@@ -14,7 +14,9 @@ loop:
 - riskdpo logprob (`riskdpo_eval.py`, mode logprob): every option's label
   scored in one shared pass per prompt, batched by length;
 - riskdpo generate (`riskdpo_eval.py`, mode generate): left-padded batches,
-  greedy, answers read by `riskdpo.data.answers.parse_answer`.
+  greedy, a row leaving its batch as soon as its answer ends
+  (`riskdpo.evaluation.generation`), answers read by
+  `riskdpo.data.answers.parse_answer`.
 
 situations/s = situations / loop seconds; the speed-up is riskdpo's
 situations/s over the baseline's. Agreement compares, situation by
@@ -32,7 +34,8 @@ from harness import SectionResult, Table, Target, ratio, read_json, riskdpo_comm
 from settings import Settings
 from workloads import generated_workbook, sample_tiny_model, situations_file, smollm2
 
-LOGPROB_SPEEDUP = 30.0
+#: Issue 18's targets: logprob >= 15x (its arithmetic bound on the 2-core CPU is about 19x), generate >= 5x.
+LOGPROB_SPEEDUP = 15.0
 GENERATE_SPEEDUP = 5.0
 AGREEMENT = 0.95
 MODES = ("logprob", "generate")

@@ -19,16 +19,29 @@ from riskdpo.commands.config_file import config_option
               help="Model directory, hub id or short name; repeat to compare (the first is the baseline).")
 @click.option("--situations", required=True, type=click.Path(dir_okay=False),
               help="situations.json, or a spreadsheet (.xlsx/.csv) converted on the fly.")
+@click.option("--name", multiple=True,
+              help="Short name of each --model in tables and figures, in order [default: its run directory].")
 @click.option("--sheet", multiple=True, help="Workbook sheet to read (repeatable; default: every sheet with situations).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Report .json; the per-situation .csv and the .png figure go beside it.")
 @click.option("--mode", default="logprob", show_default=True,
               help="logprob: the most probable label; generate: a generated answer, parsed.")
 @click.option("--sample", type=int, default=None, help="Score a seeded random sample of N situations.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --sample, of sampling and of the bootstrap.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of --sample, of each answer's sampling and of the bootstraps.")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Situations per forward pass.")
 @click.option("--max-new-tokens", type=int, default=32, show_default=True, help="generate: the longest answer.")
 @click.option("--temperature", type=float, default=0.0, show_default=True, help="generate: 0 is greedy, above 0 samples.")
+@click.option("--top-p", type=float, default=1.0, show_default=True,
+              help="generate: sample from the most probable tokens holding this much probability.")
+@click.option("--top-k", type=int, default=0, show_default=True, help="generate: sample from the k most probable tokens (0: all).")
+@click.option("--samples", type=int, default=1, show_default=True,
+              help="generate: answers sampled per situation; each is graded, and the situation's majority counted.")
+@click.option("--chat-template-kwargs", multiple=True,
+              help="Arguments of the chat template: key=value pairs (JSON values) or a JSON object, "
+              "e.g. enable_thinking=true [default: the run's run.json].")
+@click.option("--resume", is_flag=True,
+              help="Keep finished batches in the CSV as they finish and continue a stopped run from it.")
 @click.option("--chat-template/--no-chat-template", default=None,
               help="Wrap prompts in the tokenizer's chat template [default: the run's run.json, else on].")
 @click.option("--system", default=None, help="System message [default: the run's run.json].")
@@ -42,13 +55,16 @@ from riskdpo.commands.config_file import config_option
 @click.option("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, show_default=True,
               help="Bootstrap replicates of a percentile interval for the implied alpha, reported as a check beside "
               "the profile-likelihood interval (0: none).")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="Show a progress bar (answers/s and time left).")
 def eval_choices(**params) -> None:
     """Score how often each model picks the risk-averse option.
 
     Writes OUTPUT (JSON: counts, rates and Wilson intervals per category, the
-    implied CARA alpha, strata, paired comparisons with the first model), a
-    per-situation CSV and a PNG figure beside it, and prints a table. Runs
+    rates over sampled answers and of option types, the implied CARA alpha,
+    strata, paired comparisons with the first model, the position-only
+    chooser), a CSV with one row per answer and a PNG figure beside it, and
+    prints a table. Runs
     sharded over processes under `accelerate launch --num_processes N` (on
     CPUs add --multi_gpu, which then starts gloo processes); only the main
     process writes.
@@ -57,9 +73,11 @@ def eval_choices(**params) -> None:
     Examples:
       riskdpo eval-choices --model results-risk-averse/final-model --model microsoft/phi-2 --situations held_out.json -o report.json
       riskdpo eval-choices --model smollm2-135m --situations data/sample.xlsx --sheet test_high --mode generate -o gen.json
+      riskdpo eval-choices --model Qwen/Qwen3-8B --situations steals.xlsx --mode generate --temperature 0.6 --top-p 0.95 --top-k 20 --max-new-tokens 4096 --chat-template-kwargs enable_thinking=true --resume -o qwen3.json
     """
     from riskdpo.core.fileio import check_output
     from riskdpo.evaluation.report import format_table, output_paths, write_evaluation
+    from riskdpo.pairs.prompting import parse_chat_template_kwargs
     from riskdpo.evaluation.evaluate import (
         EvalOptions,
         FormatOverrides,
@@ -69,8 +87,10 @@ def eval_choices(**params) -> None:
         select_situations,
     )
 
-    for path in output_paths(params["output"]):
+    paths = output_paths(params["output"])
+    for path in paths:
         check_output(path, inputs=[params["situations"]])
+    _, csv_path, _ = paths
     if not params["progress"]:
         from riskdpo.models.loading import hide_loading_bars
 
@@ -80,12 +100,21 @@ def eval_choices(**params) -> None:
         batch_size=params["batch_size"],
         max_new_tokens=params["max_new_tokens"],
         temperature=params["temperature"],
+        top_p=params["top_p"],
+        top_k=params["top_k"],
+        samples=params["samples"],
         seed=params["seed"],
         precision=params["precision"],
         bootstrap=params["bootstrap"],
         progress=params["progress"],
     )
-    overrides = FormatOverrides(params["chat_template"], params["system"], params["instruction"], params["response"])
+    overrides = FormatOverrides(
+        params["chat_template"],
+        params["system"],
+        params["instruction"],
+        params["response"],
+        parse_chat_template_kwargs(params["chat_template_kwargs"]),
+    )
     situations, selection = select_situations(
         read_eval_situations(params["situations"], params["sheet"]), params["sample"], params["seed"]
     )
@@ -95,7 +124,14 @@ def eval_choices(**params) -> None:
         situations = shuffle_all(situations, params["seed"])
     config = {key: list(value) if isinstance(value, tuple) else value for key, value in params.items()}
     evaluation = evaluate_choices(
-        params["model"], situations, options=options, overrides=overrides, selection=selection, config=config
+        params["model"],
+        situations,
+        options=options,
+        overrides=overrides,
+        names=params["name"],
+        selection=selection,
+        config=config,
+        resume=csv_path if params["resume"] else None,
     )
     if process_state().is_main_process:
         paths = write_evaluation(evaluation, params["output"])

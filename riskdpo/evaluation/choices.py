@@ -28,9 +28,8 @@ batched by length (`riskdpo.models.logps.completion_logps`). When two options'
 completions tokenize to the same ids the comparison is meaningless: such a
 situation is skipped and counted (`indistinct_labels`), never scored.
 
-generate: prompts are left-padded and generated in length-grouped batches,
-greedily or by sampling at a temperature under a seed; the answer text is read
-by `riskdpo.data.answers.read_answer`, which also says which part of a
+generate: answers are decoded by `riskdpo.evaluation.generation` and read by
+`riskdpo.data.answers.read_answer`, which also says which part of a
 ``<think>`` answer it read and why an invalid answer names no choice.
 
 A choice falls in exactly one category, taken in this order:
@@ -45,8 +44,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from riskdpo.data.answers import read_answer
-from riskdpo.models.logps import completion_logps, length_grouped_order, tokenize_group
+from riskdpo.models.logps import completion_logps, tokenize_group
 from riskdpo.data.situations import Situation
 
 #: How a completion writes a label: canonical ("b") or as the prompt writes it ("(b)").
@@ -161,76 +159,3 @@ def scored_token_count(completion_ids: Sequence[Sequence[int]]) -> int | None:
     shortest = min(len(ids) for ids in completion_ids)
     cut = {tuple(ids[:shortest]) for ids in completion_ids}
     return shortest if len(cut) == len(completion_ids) else None
-
-
-def generate_answers(
-    model: Any,
-    tokenizer: Any,
-    prompts: Sequence[str],
-    *,
-    max_new_tokens: int = 16,
-    temperature: float = 0.0,
-    seed: int = 0,
-    batch_size: int = 8,
-    progress: bool = False,
-) -> list[str]:
-    """Generated answer text for each prompt, in input order.
-
-    Batches hold prompts of similar length, left-padded so every row's next
-    token follows its last real token. temperature 0 is greedy decoding;
-    above 0 tokens are sampled, batch i under seed ``seed + i`` (the global
-    torch generator is restored afterwards).
-    """
-    import torch
-    from tqdm.auto import tqdm
-    from transformers import GenerationConfig
-
-    lengths = [len(tokenizer(prompt).input_ids) for prompt in prompts]
-    batches = length_grouped_order(lengths, batch_size)
-    device = next(model.parameters()).device
-    decoding = GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        do_sample=temperature > 0,
-        temperature=temperature if temperature > 0 else None,
-        top_k=0 if temperature > 0 else None,
-        top_p=1.0 if temperature > 0 else None,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    answers: list[str] = [""] * len(prompts)
-    padding_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    was_training = model.training
-    model.eval()
-    try:
-        progress_bar = tqdm(batches, desc="generate", unit="batch", disable=not progress, leave=False)
-        for number, indices in enumerate(progress_bar):
-            encoded = tokenizer([prompts[i] for i in indices], return_tensors="pt", padding=True).to(device)
-            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
-                torch.manual_seed(seed + number)
-                output = model.generate(**encoded, generation_config=decoding)
-            new_tokens = output[:, encoded["input_ids"].shape[1] :]
-            for index, text in zip(indices, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
-                answers[index] = text
-    finally:
-        tokenizer.padding_side = padding_side
-        model.train(was_training)
-    return answers
-
-
-def answer_choices(situations: Sequence[Situation], answers: Sequence[str]) -> list[Choice]:
-    """Read each generated answer into a choice (None = invalid, with the reason), its category and source."""
-    choices = []
-    for situation, answer in zip(situations, answers):
-        parsed = read_answer(answer, situation.option_labels, situation.answer_variants)
-        choices.append(
-            Choice(
-                label=parsed.label,
-                category=categorize(situation, parsed.label),
-                answer=answer,
-                answer_source=parsed.source,
-                invalid_reason=parsed.reason,
-                reasoning_chars=parsed.reasoning_chars,
-            )
-        )
-    return choices

@@ -3,7 +3,8 @@
 `-o report.json` puts ``report.csv`` and ``report.png`` beside it. All three
 files are written to temporary names and renamed into place only when every
 one of them is complete, so a failure leaves none behind. The figure is drawn
-on a matplotlib `Figure` with the Agg canvas (no display, no global backend).
+with `riskdpo.evaluation.figure.plot_eval_rates`, the figure `riskdpo report`
+draws too.
 """
 
 from __future__ import annotations
@@ -15,17 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from riskdpo.core.errors import UserError
-from riskdpo.evaluation.evaluate import Evaluation, natural_key
 from riskdpo.core.fileio import atomic_path
-
-#: Short column titles for the categories on the terminal and in the figure.
-CATEGORY_TITLES = {
-    "risk_averse": "risk-averse",
-    "risk_neutral": "risk-neutral",
-    "too_risk_averse": "too averse",
-    "other": "other",
-    "invalid": "invalid",
-}
+from riskdpo.evaluation.figure import CATEGORY_TITLES, plot_eval_rates, report_points
+from riskdpo.evaluation.summary import Evaluation
 
 
 def output_paths(output: str | Path) -> tuple[Path, Path, Path]:
@@ -43,7 +36,8 @@ def write_evaluation(evaluation: Evaluation, output: str | Path) -> tuple[Path, 
         report_tmp, csv_tmp, png_tmp = (stack.enter_context(atomic_path(path)) for path in paths)
         report_tmp.write_text(json.dumps(evaluation.report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         write_rows(evaluation.rows, csv_tmp)
-        plot_rates(evaluation.report, png_tmp)
+        figure = plot_eval_rates(report_points(evaluation.report))
+        figure.savefig(png_tmp, format="png", dpi=80, metadata={"Software": None})
     return paths
 
 
@@ -53,52 +47,6 @@ def write_rows(rows: list[dict[str, Any]], path: str | Path) -> None:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["model"])
         writer.writeheader()
         writer.writerows(rows)
-
-
-def _interval_bars(axis: Any, offset: float, width: float, label: str, points: list[tuple[int, float, list]]) -> None:
-    """Bars at x = slot + offset of (slot, rate, [low, high]) with asymmetric error bars."""
-    positions = [slot + offset for slot, _, _ in points]
-    rates = [rate for _, rate, _ in points]
-    errors = [[rate - low for _, rate, (low, _) in points], [high - rate for _, rate, (_, high) in points]]
-    axis.bar(positions, rates, width, yerr=errors, capsize=3, label=label)
-
-
-def plot_rates(report: dict[str, Any], path: str | Path) -> None:
-    """One panel of all category rates per model, then one panel per stratum of risk-averse rates."""
-    from matplotlib.figure import Figure
-
-    models = report["models"]
-    categories = report["categories"]
-    strata = sorted({stratum for model in models for stratum in model["strata"]})
-    figure = Figure(figsize=(10, 3.2 * (1 + len(strata))))
-    axes = figure.subplots(1 + len(strata), 1, squeeze=False)[:, 0]
-    width = 0.8 / len(models)
-    offsets = [(number - (len(models) - 1) / 2) * width for number in range(len(models))]
-
-    for model, offset in zip(models, offsets):
-        points = [(slot, model["rates"][c], model["intervals"][c]) for slot, c in enumerate(categories)]
-        _interval_bars(axes[0], offset, width, model["model"], points)
-    axes[0].set_xticks(range(len(categories)), [CATEGORY_TITLES.get(c, c) for c in categories])
-    axes[0].set_title("Choices by category (95% Wilson intervals)")
-
-    for axis, stratum in zip(axes[1:], strata):
-        values = sorted({value for model in models for value in model["strata"].get(stratum, {})}, key=natural_key)
-        for model, offset in zip(models, offsets):
-            groups = model["strata"].get(stratum, {})
-            points = [
-                (slot, groups[value]["rates"]["risk_averse"], groups[value]["intervals"]["risk_averse"])
-                for slot, value in enumerate(values)
-                if value in groups
-            ]
-            _interval_bars(axis, offset, width, model["model"], points)
-        axis.set_xticks(range(len(values)), values)
-        axis.set_title(f"Risk-averse rate by {stratum.replace('_', ' ')}")
-    for axis in axes:
-        axis.set_ylim(0, 1)
-        axis.set_ylabel("rate")
-        axis.legend(fontsize="small")
-    figure.tight_layout()
-    figure.savefig(path, format="png", dpi=80, metadata={"Software": None})
 
 
 #: Marks a fitted quantity that sits on a bound of its grid (alpha 1e-5 .. 10, precision 0 .. 1e4).
@@ -133,7 +81,19 @@ def _alpha_line(alpha: dict[str, Any]) -> str:
 
 def _model_notes(model: dict[str, Any], examples: int) -> list[str]:
     """Alpha, cooperate rate, skips and unparsed answers of one model."""
-    notes = [_alpha_line(model["alpha"])]
+    notes = [f"is {model['model']}"] if model.get("name", model["model"]) != model["model"] else []
+    answers = model.get("answers")
+    if answers:
+        headline = _rate(answers["rates"]["risk_averse"], answers["intervals"]["risk_averse"])
+        notes.append(
+            f"over all {answers['n']} answers ({model['samples']} per situation) risk-averse {headline} "
+            "(cluster bootstrap); rates above are of each situation's majority choice"
+        )
+    kinds = model.get("option_types")
+    if kinds:
+        shares = ", ".join(f"{name} {_rate(kinds['rates'][name], kinds['intervals'][name])}" for name in kinds["rates"])
+        notes.append(f"option types over {kinds['n']} answers: {shares}")
+    notes.append(_alpha_line(model["alpha"]))
     if model.get("cooperate"):
         cooperate = model["cooperate"]
         notes.append(f"cooperate rate {_rate(cooperate['rate'], cooperate['interval'])} over {cooperate['n']}")
@@ -148,26 +108,33 @@ def _model_notes(model: dict[str, Any], examples: int) -> list[str]:
         shown = "; ".join(repr(example["answer"]) for example in model["invalid_examples"][:examples])
         reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(model.get("invalid_reasons", {}).items()))
         notes.append(f"{invalid} unparsed answers ({reasons}; all in the CSV), e.g. {shown}")
-    return [f"{model['model']}: {note}" for note in notes]
+    return [f"{model.get('name', model['model'])}: {note}" for note in notes]
 
 
 def format_table(report: dict[str, Any], examples: int = 3) -> str:
     """A readable summary: one line per model, then alpha, skips, invalid answers and comparisons."""
     models = report["models"]
     first, *others = report["categories"]
-    width = max(len("model"), *(len(model["model"]) for model in models))
+    names = [model.get("name", model["model"]) for model in models]
+    width = max(len("model"), *(len(name) for name in names))
     header = f"{'model':<{width}}  {'n':>5}  {CATEGORY_TITLES[first]:<21}"
     header += "".join(f"  {CATEGORY_TITLES[c]:>12}" for c in others) + f"  {'P(averse)':>9}"
     lines = [header, "-" * len(header)]
-    for model in models:
+    for name, model in zip(names, models):
         headline = _rate(model["rates"][first], model["intervals"][first])
-        line = f"{model['model']:<{width}}  {model['n']:>5}  {headline:<21}"
+        line = f"{name:<{width}}  {model['n']:>5}  {headline:<21}"
         line += "".join(f"  {model['rates'][c]:>12.3f}" for c in others)
         probability = model.get("mean_risk_averse_prob")
         lines.append(line + (f"  {probability:>9.3f}" if probability is not None else f"  {'-':>9}"))
     lines.append("")
     for model in models:
         lines += _model_notes(model, examples)
+    chooser = report.get("position_chooser")
+    if chooser:
+        lines.append(
+            f"position-only chooser: risk-averse {chooser['best']:.3f} by always naming option line "
+            f"{chooser['best_line']} (the reference line in the figure)"
+        )
     for reason, count in report["situations"]["skipped"].items():
         lines.append(f"{count} situations skipped for every model ({reason})")
     if report["comparisons"]:

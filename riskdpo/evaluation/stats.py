@@ -28,6 +28,19 @@ A/sqrt(M) when A < 0 (0 when a margin is empty).
 The test of "no difference" is McNemar's exact test: under the null each
 discordant pair is equally likely to favour A or B, so
 p = min(1, 2 P(X <= min(a_only, b_only))), X ~ Binomial(a_only + b_only, 1/2).
+
+Several sampled answers per situation are not independent: answers to the same
+prompt agree more often than answers to different prompts, so a Wilson interval
+over all answers would be too narrow. `cluster_summary` pools the answers,
+
+    rate_c = sum_s k_{s,c} / sum_s n_s      (k_{s,c}: answers of situation s in category c)
+
+and takes its 95% interval from a seeded cluster bootstrap: B replicates each
+draw S situations with replacement (all their answers together) and recompute
+rate_c; the interval is the 2.5% and 97.5% percentiles of the B replicate rates
+(nearest rank: sorted values at floor(0.025 B) and ceil(0.975 B) - 1). With one
+answer per situation the clusters are single items and `summarize_categories`
+(Wilson) is used instead.
 """
 
 from __future__ import annotations
@@ -35,6 +48,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Iterable, Sequence
+
+import numpy as np
 
 #: z for a two-sided 95% interval, the 0.975 quantile of the standard normal.
 Z95 = 1.959963984540054
@@ -79,6 +94,27 @@ def summarize_categories(categories: Iterable[str], names: Sequence[str]) -> Rat
     rates = {name: (counts[name] / n if n else 0.0) for name in names}
     intervals = {name: list(wilson_interval(counts[name], n)) for name in names}
     return RateSummary(n, counts, rates, intervals)
+
+
+def cluster_summary(
+    clusters: Sequence[Sequence[str]], names: Sequence[str], replicates: int, seed: int
+) -> RateSummary:
+    """Pooled counts and rates of `names` over clustered items, with cluster-bootstrap intervals.
+
+    `clusters` holds each situation's categories (one per answer); see the
+    module docstring for the rate and the interval.
+    """
+    pooled = summarize_categories([item for cluster in clusters for item in cluster], names)
+    if not clusters or replicates < 1:
+        return pooled
+    counts = np.array([[list(cluster).count(name) for name in names] for cluster in clusters], dtype=np.int64)
+    sizes = counts.sum(axis=1)
+    draws = np.random.default_rng(seed).integers(0, len(clusters), size=(replicates, len(clusters)))
+    totals = sizes[draws].sum(axis=1)
+    rates = np.sort(counts[draws].sum(axis=1) / np.maximum(totals, 1)[:, None], axis=0)
+    low, high = math.floor(0.025 * replicates), math.ceil(0.975 * replicates) - 1
+    intervals = {name: [float(rates[low, column]), float(rates[high, column])] for column, name in enumerate(names)}
+    return RateSummary(pooled.n, pooled.counts, pooled.rates, intervals)
 
 
 @dataclass(frozen=True)

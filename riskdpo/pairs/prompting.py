@@ -8,15 +8,19 @@ prompts exactly as `train` did:
    their own ("Output the label of your chosen option only.").
 2. `render_prompt`: the tokenizer's chat template (user turn, optional system
    turn, generation prompt) when it has one and it is wanted; the raw text
-   otherwise.
+   otherwise. `PromptFormat.chat_template_kwargs` are passed on to the
+   template (``{"enable_thinking": true}`` for thinking models such as Qwen3);
+   `parse_chat_template_kwargs` reads them from the command line.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Sequence
 
+from riskdpo.core.errors import UserError
 from riskdpo.data.labels import find_option_lines
 
 #: Sentences that open a closing instruction in the prompts seen in real sheets.
@@ -26,6 +30,10 @@ _INSTRUCTION = re.compile(
 )
 
 
+#: A comma that starts another ``key=value`` pair.
+_PAIR_BREAK = re.compile(r",\s*(?=[A-Za-z_][\w.-]*\s*=)")
+
+
 @dataclass(frozen=True)
 class PromptFormat:
     """How prompts are turned into model input; stored in run.json as a dict."""
@@ -33,9 +41,47 @@ class PromptFormat:
     chat_template: bool = True
     system: str | None = None
     instruction: str | None = None
+    chat_template_kwargs: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields as a dict; ``chat_template_kwargs`` only when set, so older run.json files read the same."""
+        data = asdict(self)
+        if data["chat_template_kwargs"] is None:
+            del data["chat_template_kwargs"]
+        return data
+
+
+def parse_chat_template_kwargs(items: str | Sequence[str]) -> dict[str, Any] | None:
+    """Chat-template keyword arguments from ``key=value`` pairs or one JSON object.
+
+    Each value is read as JSON when it is JSON (``true``, ``4096``, ``"x"``,
+    ``[1, 2]``) and kept as text otherwise: ``enable_thinking=true`` gives
+    ``{"enable_thinking": True}``. Pairs may be given as separate items or
+    comma-separated in one (a comma starts a new pair only before ``key=``, so
+    ``ids=[1, 2]`` stays whole). None when nothing is given.
+    """
+    given = [items] if isinstance(items, str) else list(items)
+    found: dict[str, Any] = {}
+    for item in given:
+        text = item.strip()
+        if text.startswith("{"):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise UserError(f"--chat-template-kwargs {item}: not a JSON object ({error})") from None
+            if not isinstance(value, dict):
+                raise UserError(f"--chat-template-kwargs {item}: not a JSON object")
+            found.update(value)
+            continue
+        for pair in filter(None, (part.strip() for part in _PAIR_BREAK.split(text))):
+            key, equals, value = pair.partition("=")
+            if not equals or not key.strip():
+                raise UserError(f"--chat-template-kwargs {item}: expected key=value pairs or a JSON object")
+            try:
+                found[key.strip()] = json.loads(value)
+            except json.JSONDecodeError:
+                found[key.strip()] = value.strip()
+    return found or None
 
 
 def rewrite_instruction(prompt: str, instruction: str | None) -> str:
@@ -79,7 +125,9 @@ def render_prompt(tokenizer: Any, prompt: str, fmt: PromptFormat) -> str:
         if fmt.system:
             messages.append({"role": "system", "content": fmt.system})
         messages.append({"role": "user", "content": text})
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True, **(fmt.chat_template_kwargs or {})
+        )
     if fmt.system:
         return f"{fmt.system}\n\n{text}"
     return text

@@ -18,13 +18,10 @@ with its i-th rejected answer, in sample order. One without a chosen or
 without a rejected answer gives none, and is counted.
 
 Sampling renders each prompt exactly as training will (`PromptFormat`) and
-sends K copies through `riskdpo.evaluation.choices.generate_answers`
-(length-grouped batches, batch i sampled under ``seed + i``): the same model,
-seed and batch size give the same answers and so the same pairs file.
-
-Unlike the rest of `riskdpo.pairs`, this module samples with a model: it sits
-above `riskdpo.models` and `riskdpo.evaluation` (whose generator it reuses),
-and only `riskdpo sample-pairs` imports it.
+decodes K answers with `riskdpo.evaluation.generation` (the decoder of
+eval-choices --mode generate), answer k of a situation from its own generator
+seeded by `answer_seed(seed, situation, k)`: the same model and seed give the
+same answers, and so the same pairs file, whatever the batch size.
 """
 
 from __future__ import annotations
@@ -36,7 +33,7 @@ from typing import Any, Sequence
 from riskdpo.core.errors import UserError
 from riskdpo.data.situations import Situation
 from riskdpo.data.answers import parse_answer
-from riskdpo.evaluation.choices import generate_answers
+from riskdpo.evaluation.generation import Decoding, answer_seed, generate_rows
 from riskdpo.models.loading import default_device, load_model, load_tokenizer, resolve_precision
 from riskdpo.pairs.build import find_eligible, sample_situations
 from riskdpo.pairs.prompting import PromptFormat, render_prompt, rewrite_instruction
@@ -140,12 +137,17 @@ def sample_answers(
     progress: bool = False,
 ) -> list[list[str]]:
     """`samples` answers of the model to each situation's prompt rendered under `fmt`, in input order."""
+    from tqdm.auto import tqdm
+
     _check_sampling(samples, temperature)
-    prompts = [render_prompt(tokenizer, situation.prompt, fmt) for situation in situations for _ in range(samples)]
-    flat = generate_answers(
-        model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-        batch_size=batch_size, progress=progress,
-    )  # fmt: skip
+    rendered = [render_prompt(tokenizer, situation.prompt, fmt) for situation in situations]
+    work = [(index, sample) for index in range(len(situations)) for sample in range(samples)]
+    seeds = [answer_seed(seed, situations[index], sample) for index, sample in work]
+    decoding = Decoding(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+    flat = [""] * len(work)
+    rows = generate_rows(model, tokenizer, [rendered[index] for index, _ in work], seeds, decoding, batch_size)
+    for done in tqdm(rows, total=len(work), desc="sample", unit="answer", disable=not progress, leave=False):
+        flat[done.index] = tokenizer.decode(done.token_ids, skip_special_tokens=True)
     return [flat[index * samples : (index + 1) * samples] for index in range(len(situations))]
 
 

@@ -23,10 +23,12 @@ solid and validation dashed on the same axes:
   β comes from ``OUTPUT_DIR/run.json`` (``config.beta``); without it the
   panels stay in reward units, β · log-ratio.
 
-From eval-choices reports (``{"models": [{"model", "n", "rates",
-"intervals", "strata"}], ...}``) it draws ``eval_risk_averse.png``: each model's
-risk-averse rate with its 95% interval, report after report (before/after
-training), and the same per stratum where the reports have strata.
+From eval-choices reports (``{"models": [{"model", "name", "n", "rates",
+"intervals", "strata"}], "position_chooser": ...}``) it draws
+``eval_risk_averse.png`` with `riskdpo.evaluation.figure.plot_eval_rates`, the
+same figure as eval-choices' own: each model's risk-averse rate with its 95%
+interval, report after report (before/after training), the same per stratum,
+and the position-only chooser's rate as a reference.
 
 Figures are drawn on matplotlib `Figure` objects rendered by the Agg canvas
 (no display, no global backend), saved without a software stamp so that the
@@ -36,14 +38,15 @@ same inputs give the same bytes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from riskdpo.core.errors import UserError
 from riskdpo.core.fileio import atomic_path
+from riskdpo.evaluation.figure import RatePoint, is_finite_number, plot_eval_rates, report_points
 
 VAL_PREFIX = "val/"
 SFT_PREFIX = "sft/"
@@ -127,12 +130,8 @@ def _check_numbers(row: dict[str, Any], where: str) -> None:
 
 def series(rows: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
     """Steps and values of `key`, leaving out rows where it is missing, null or not finite."""
-    points = [(row["step"], row[key]) for row in rows if _finite(row.get(key))]
+    points = [(row["step"], row[key]) for row in rows if is_finite_number(row.get(key))]
     return [step for step, _ in points], [value for _, value in points]
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def read_beta(output_dir: str | Path) -> float | None:
@@ -142,7 +141,7 @@ def read_beta(output_dir: str | Path) -> float | None:
         beta = json.loads(path.read_text(encoding="utf-8"))["config"]["beta"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return float(beta) if _finite(beta) and beta > 0 else None
+    return float(beta) if is_finite_number(beta) and beta > 0 else None
 
 
 def _new_figure(columns: int = 1, height: float = FIGURE_SIZE[1]) -> tuple[Any, list[Any]]:
@@ -208,7 +207,7 @@ def _log_ratio_rows(rows: list[dict[str, Any]], beta: float | None) -> list[dict
     derived = []
     for row in rows:
         chosen, rejected = row.get("rewards/chosen"), row.get("rewards/rejected")
-        if not (_finite(chosen) and _finite(rejected)):
+        if not (is_finite_number(chosen) and is_finite_number(rejected)):
             continue
         derived.append({
             "step": row["step"],
@@ -233,7 +232,7 @@ def plot_reward_vs_divergence(log: TrainingLog, beta: float | None) -> Any:
     over_steps.set_ylabel(unit)
     over_steps.set_title("Policy vs reference", fontsize="medium")
     for rows, style, label in ((ratios.train, "-", "train"), (ratios.val, "--", "val")):
-        points = [(row["mean"], row["margin"]) for row in rows if _finite(row["margin"])]
+        points = [(row["mean"], row["margin"]) for row in rows if is_finite_number(row["margin"])]
         if points:
             trade_off.plot(*zip(*points), linestyle=style, marker=".", color="tab:purple" if label == "train" else "tab:orange", label=label)
             trade_off.annotate(f"step {rows[-1]['step']}", points[-1], fontsize="x-small")
@@ -253,16 +252,6 @@ def training_figures(log: TrainingLog, beta: float | None = None) -> dict[str, A
     }
 
 
-@dataclass
-class RatePoint:
-    """One model's risk-averse rate from one report (an interval when the report has it)."""
-
-    label: str
-    rate: float
-    interval: tuple[float, float] | None
-    strata: dict[str, dict[str, "RatePoint"]] = field(default_factory=dict)
-
-
 def read_eval_report(path: str | Path) -> list[RatePoint]:
     """The models of an eval-choices report as `RatePoint`s, labelled by model name.
 
@@ -279,47 +268,17 @@ def read_eval_report(path: str | Path) -> list[RatePoint]:
         raise UserError(f"--eval {source}: not a JSON eval-choices report ({error})") from None
     if not isinstance(report, dict) or not isinstance(report.get("models"), list):
         raise UserError(f"--eval {source}: not an eval-choices report (no \"models\" list)")
-    points = []
-    for number, model in enumerate(report["models"], start=1):
-        point = _rate_point(model, f"model {number}")
-        if point is not None:
-            point.strata = _strata_points(model.get("strata"))
-            points.append(point)
+    points = report_points(report)
     if not points:
         raise UserError(f"--eval {source}: no model with a risk-averse rate")
     return points
-
-
-def _rate_point(entry: Any, default_label: str) -> RatePoint | None:
-    """An entry's risk-averse rate and interval, labelled by its "model" (None without a rate)."""
-    if not isinstance(entry, dict) or not isinstance(entry.get("rates"), dict):
-        return None
-    rate = entry["rates"].get("risk_averse")
-    if not _finite(rate):
-        return None
-    intervals = entry.get("intervals")
-    interval = intervals.get("risk_averse") if isinstance(intervals, dict) else None
-    valid = isinstance(interval, (list, tuple)) and len(interval) == 2 and all(_finite(bound) for bound in interval)
-    label = str(entry.get("model", default_label))
-    return RatePoint(label, float(rate), (float(interval[0]), float(interval[1])) if valid else None)
-
-
-def _strata_points(strata: Any) -> dict[str, dict[str, RatePoint]]:
-    """stratum name -> value -> RatePoint, skipping values without a rate and empty strata."""
-    found = {}
-    for name, values in (strata.items() if isinstance(strata, dict) else ()):
-        if isinstance(values, dict):
-            points = {str(value): point for value, entry in values.items() if (point := _rate_point(entry, str(value)))}
-            if points:
-                found[str(name)] = points
-    return found
 
 
 def label_reports(reports: list[tuple[str, list[RatePoint]]]) -> list[RatePoint]:
     """All models of all (name, points) reports in order, labelled "name: model" when there are several."""
     several = len(reports) > 1
     return [
-        RatePoint(f"{name}: {point.label}" if several else point.label, point.rate, point.interval, point.strata)
+        dataclasses.replace(point, label=f"{name}: {point.label}" if several else point.label)
         for name, points in reports
         for point in points
     ]
@@ -329,47 +288,6 @@ def report_names(paths: list[str | Path]) -> list[str]:
     """Short names of eval reports: file stems, or the paths as given where stems repeat."""
     stems = [Path(path).stem for path in paths]
     return [stem if stems.count(stem) == 1 else str(path) for stem, path in zip(stems, paths)]
-
-
-def _rate_marks(axis: Any, positions: list[float], points: list[RatePoint], **style: Any) -> None:
-    """Rates as markers with their intervals as error bars (no bar where there is no interval)."""
-    below = [point.rate - point.interval[0] if point.interval else 0.0 for point in points]
-    above = [point.interval[1] - point.rate if point.interval else 0.0 for point in points]
-    axis.errorbar(positions, [point.rate for point in points], yerr=[below, above], fmt="o", capsize=4, **style)
-
-
-def _stratum_order(value: str) -> tuple:
-    try:
-        return (0, float(value), value)
-    except ValueError:
-        return (1, 0.0, value)
-
-
-def plot_eval_rates(points: list[RatePoint]) -> Any:
-    """Risk-averse rate with 95% intervals per model, then per value of each stratum."""
-    strata = sorted({name for point in points for name in point.strata})
-    figure, axes = _new_figure(columns=1 + len(strata), height=4.8)
-    overall = axes[0]
-    colors = [f"C{number % 10}" for number in range(len(points))]
-    for number, (point, color) in enumerate(zip(points, colors)):
-        _rate_marks(overall, [number], [point], color=color)
-    overall.set_xticks(range(len(points)), [point.label for point in points], rotation=20, ha="right", fontsize="small")
-    overall.set_xlim(-0.5, len(points) - 0.5)
-    overall.set_title("Overall", fontsize="medium")
-    width = 0.6 / max(len(points), 1)
-    for axis, name in zip(axes[1:], strata):
-        values = sorted({value for point in points for value in point.strata.get(name, {})}, key=_stratum_order)
-        for number, (point, color) in enumerate(zip(points, colors)):
-            present = [(index, point.strata[name][value]) for index, value in enumerate(values) if value in point.strata.get(name, {})]
-            offset = (number - (len(points) - 1) / 2) * width
-            if present:
-                _rate_marks(axis, [index + offset for index, _ in present], [p for _, p in present], color=color, label=point.label)
-        axis.set_xticks(range(len(values)), values, rotation=20, ha="right", fontsize="small")
-        axis.set_title(f"By {name.replace('_', ' ')}", fontsize="medium")
-    for axis in axes:
-        axis.set_ylim(0, 1)
-    overall.set_ylabel("risk-averse rate (95% interval)")
-    return _finish(figure, axes, "Risk-averse choices")
 
 
 def save_figures(figures: dict[str, Any], out_dir: str | Path) -> list[Path]:
@@ -396,7 +314,7 @@ def metrics_table(log: TrainingLog) -> str:
 def _cell(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
-    return f"{value:.4g}" if _finite(value) else "-"
+    return f"{value:.4g}" if is_finite_number(value) else "-"
 
 
 def write_report(output_dir: str | Path, eval_reports: list[str | Path] = (), out_dir: str | Path | None = None) -> tuple[list[Path], TrainingLog]:

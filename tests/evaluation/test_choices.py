@@ -1,5 +1,5 @@
 """Choices with a real (tiny) model: batched log-probs vs a plain per-option computation,
-batched left-padded generation vs one prompt at a time, categories, indistinct labels."""
+categories, indistinct labels (generation: test_generation.py)."""
 
 import math
 
@@ -7,15 +7,14 @@ import pytest
 import torch
 
 from riskdpo.evaluation.choices import (
-    answer_choices,
     categorize,
-    generate_answers,
     indistinct_labels,
     logprob_choices,
     option_completions,
     risk_averse_probability,
     scored_token_count,
 )
+from riskdpo.evaluation.generation import answer_record
 from riskdpo.data.generate import GenerateSpec, generate_situations
 from riskdpo.models.loading import load_model, load_tokenizer
 from riskdpo.pairs.prompting import PromptFormat, render_prompt
@@ -73,27 +72,6 @@ def test_logprob_choices_equal_unbatched_per_option_computation(loaded, response
         assert choice.risk_averse_prob == pytest.approx(ra_mass / sum(weights), abs=1e-4)
 
 
-def test_batched_generation_equals_one_at_a_time(loaded):
-    model, tokenizer = loaded
-    situations = eval_situations()[:8]
-    prompts = [render_prompt(tokenizer, s.prompt, PromptFormat()) for s in situations]
-    lengths = {len(tokenizer(p).input_ids) for p in prompts}
-    assert len(lengths) > 1  # the batches really are padded
-    batched = generate_answers(model, tokenizer, prompts, max_new_tokens=6, batch_size=4)
-    single = [generate_answers(model, tokenizer, [p], max_new_tokens=6)[0] for p in prompts]
-    assert batched == single
-    assert all(answer for answer in batched)
-    assert tokenizer.padding_side == "right"  # restored
-
-
-def test_sampling_is_seeded(loaded):
-    model, tokenizer = loaded
-    prompts = [render_prompt(tokenizer, s.prompt, PromptFormat()) for s in eval_situations()[:4]]
-    first = generate_answers(model, tokenizer, prompts, max_new_tokens=5, temperature=1.0, seed=7, batch_size=2)
-    again = generate_answers(model, tokenizer, prompts, max_new_tokens=5, temperature=1.0, seed=7, batch_size=2)
-    assert first == again
-
-
 def situation(labels, risk_averse, risk_neutral=(), too_risk_averse=()):
     return Situation(
         "1", "s", "pick", list(labels), [f"({label})" for label in labels],
@@ -134,28 +112,17 @@ def test_labels_that_tokenize_identically_are_detected():
     assert indistinct_labels(tokenizer, situation("abcd", ["a"]), "label")
 
 
-def test_generated_answers_are_parsed_into_choices():
-    plain = situation("abc", risk_averse=["b"], risk_neutral=["a"])
-    choices = answer_choices([plain] * 3, ["I choose b", "Option a", "no idea"])
-    assert [(c.label, c.category, c.answer) for c in choices] == [
-        ("b", "risk_averse", "I choose b"),
-        ("a", "risk_neutral", "Option a"),
-        (None, "invalid", "no idea"),
-    ]
-    assert [c.invalid_reason for c in choices] == [None, None, "no_label"]
-
-
 def test_thinking_answers_say_which_part_was_read():
     plain = situation("abc", risk_averse=["b"], risk_neutral=["a"])
     answers = ["<think>a is riskier</think> b", "<think>I pick a.</think>", "<think>a or b, hmm", "not a"]
-    choices = answer_choices([plain] * 4, answers)
-    assert [(c.label, c.answer_source, c.invalid_reason) for c in choices] == [
+    records = [answer_record(plain, answer, 10, True) for answer in answers]
+    assert [(r["label"], r["answer_source"], r["invalid_reason"]) for r in records] == [
         ("b", "visible", None),
         ("a", "reasoning", None),
         (None, "reasoning", "truncated"),
         (None, "visible", "negated"),
     ]
-    assert [c.reasoning_chars for c in choices] == [len("a is riskier"), len("I pick a."), len("a or b, hmm"), 0]
+    assert [r["reasoning_chars"] for r in records] == [len("a is riskier"), len("I pick a."), len("a or b, hmm"), 0]
 
 
 # ---- label length in log-prob mode (issue 13, part 4) -------------------------------------------------------------

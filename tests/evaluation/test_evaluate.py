@@ -25,8 +25,8 @@ from riskdpo.evaluation.evaluate import (
     model_format,
     score_model,
     select_situations,
-    stratum_values,
 )
+from riskdpo.evaluation.strata import stratum_values
 from riskdpo.data.generate import GenerateSpec, generate_situations
 from riskdpo.data.generated_sheet import situations_sheet
 from riskdpo.pairs.prompting import PromptFormat
@@ -227,7 +227,8 @@ def test_sheet_picks_situations_of_a_situations_json(workspace, tmp_path):
     "case",
     [
         "missing situations", "report not json", "no tokenizer", "batch size zero", "no risk-averse labels",
-        "unknown sheet", "unknown mode", "unknown response style",
+        "unknown sheet", "unknown mode", "unknown response style", "greedy samples", "top-p zero", "names short",
+        "resume without settings",
     ],  # fmt: skip
 )
 def test_bad_inputs_exit_2_in_one_line(workspace, tmp_path, case):
@@ -248,6 +249,16 @@ def test_bad_inputs_exit_2_in_one_line(workspace, tmp_path, case):
         extra = ["--mode", "vibes"]
     elif case == "unknown response style":
         extra = ["--response", "cot"]
+    elif case == "greedy samples":
+        extra = ["--mode", "generate", "--samples", "3"]
+    elif case == "top-p zero":
+        extra = ["--mode", "generate", "--temperature", "1", "--top-p", "0"]
+    elif case == "names short":
+        extra = ["--name", "a", "--name", "b"]
+    elif case == "resume without settings":
+        out.parent.mkdir()
+        out.with_suffix(".csv").write_text("model,sheet,situation_id\n", encoding="utf-8")
+        extra = ["--resume"]
     elif case == "no risk-averse labels":
         situations = tmp_path / "unlabelled.json"
         unlabelled = eval_situations()[:2]
@@ -261,7 +272,8 @@ def test_bad_inputs_exit_2_in_one_line(workspace, tmp_path, case):
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
-    assert not out.parent.exists() or not any(out.parent.iterdir())
+    left = ["report.csv"] if case == "resume without settings" else []  # the user's own file, untouched
+    assert not out.parent.exists() or sorted(path.name for path in out.parent.iterdir()) == left
 
 
 def test_model_format_precedence(tmp_path):

@@ -197,3 +197,29 @@ def test_bad_eval_report_exit_2_and_write_nothing(tmp_path, content, message):
     if content is not None:
         report.write_text(content)
     assert_user_error(run(tmp_path / "run", "--eval", report), f"--eval {report}: {message}", tmp_path / "run")
+
+
+def test_eval_figure_names_models_shortly_orders_stakes_and_draws_the_reference():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from riskdpo.evaluation.figure import REFERENCE_LABEL, plot_eval_rates, report_points
+
+    models = [model_summary("/home/someone/runs/averse/final-model", 0.7, 4), model_summary("HuggingFaceTB/SmolLM2-135M", 0.3, 5)]
+    for model, name in zip(models, ["averse", "base"]):
+        model["name"] = name
+        model["strata"]["stakes"] = {level: model["strata"]["sheet"]["low"] for level in ["high", "astronomical", "low", "medium"]}
+    chooser = {"best": 0.55, "strata": {"stakes": {"low": 0.5, "medium": 0.6, "high": 0.4, "astronomical": 0.5}}}
+    figure = plot_eval_rates(report_points({"models": models, "position_chooser": chooser}))
+    FigureCanvasAgg(figure).draw()
+    panels = {axis.get_title(): axis for axis in figure.axes if axis.get_visible()}
+    overall, stakes = panels["Overall risk-averse rate"], panels["Risk-averse rate by stakes"]
+    assert [tick.get_text() for tick in overall.get_xticklabels()] == ["averse", "base"]
+    assert [tick.get_text() for tick in stakes.get_xticklabels()] == ["low", "medium", "high", "astronomical"]
+    references = lambda axis: sorted({round(float(y), 6) for c in axis.collections if hasattr(c, "get_segments") for s in c.get_segments() if len(s) == 2 and s[0][1] == s[1][1] for y in (s[0][1],)})  # noqa: E731
+    assert references(overall) == [0.55]
+    assert references(stakes) == [0.4, 0.5, 0.6]
+    (legend,) = figure.legends
+    assert [text.get_text() for text in legend.get_texts()] == ["averse", "base", REFERENCE_LABEL]
+    renderer = figure.canvas.get_renderer()
+    lowest = min(axis.get_tightbbox(renderer).y0 for axis in panels.values())
+    assert legend.get_window_extent(renderer).y1 <= lowest  # below every panel, off the data
