@@ -45,7 +45,7 @@ from riskdpo.training.loss import LOSS_TYPES
 @click.option("--lora/--full", "lora", default=True, show_default=True, help="Train a LoRA adapter, or all weights.")
 @click.option("--lora-rank", type=int, default=16, show_default=True)
 @click.option("--lora-alpha", type=float, default=32.0, show_default=True)
-@click.option("--lora-dropout", type=float, default=0.05, show_default=True)
+@click.option("--lora-dropout", type=float, default=0.0, show_default=True, help="Dropout on the adapter input (0: runs independent of the process split).")
 @click.option("--lora-targets", default="all-linear", show_default=True,
               help="Modules to adapt: all-linear or a comma-separated list (q_proj,v_proj).")
 @click.option("--freeze-layers", type=int, default=0, show_default=True,

@@ -106,7 +106,7 @@ class TrainConfig:
     lora: bool = True
     lora_rank: int = 16
     lora_alpha: float = 32.0
-    lora_dropout: float = 0.05
+    lora_dropout: float = 0.0  # see riskdpo.training.lora.DEFAULT_LORA_DROPOUT
     lora_targets: str = "all-linear"
     freeze_layers: int = 0
     load_in_4bit: bool = False
