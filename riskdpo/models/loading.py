@@ -29,18 +29,40 @@ def resolve_model(name: str) -> str:
 
 
 def resolve_precision(precision: str, device: str) -> str:
-    """`auto` -> bf16 on a GPU that supports it, else fp32. Others pass through."""
-    import torch
-
+    """`auto` -> `auto_precision` for the device (bf16, fp16 or fp32). Others pass through."""
     if precision not in ("auto", *_DTYPES):
         raise UserError(f"--precision {precision}: choose auto, bf16, fp16 or fp32")
     if precision != "auto":
         if precision == "fp16" and device == "cpu":
             raise UserError("--precision fp16 needs a GPU; use bf16 or fp32 on the CPU")
         return precision
-    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "fp32"
+    gpu = device.startswith("cuda")
+    return auto_precision(gpu, native_bf16=gpu and native_bf16_support())
+
+
+def auto_precision(gpu: bool, *, native_bf16: bool) -> str:
+    """What `--precision auto` means on a device.
+
+    bf16 on a GPU whose tensor cores compute it (compute capability 8.0 and
+    later: A100, H100, RTX 30xx on). On older GPUs (T4, V100) bf16 exists only
+    as emulation, several times slower than fp16, so fp16 instead: the trainer
+    then runs under fp16 autocast with a dynamic loss scaler (accelerate's
+    GradScaler), which keeps small gradients from flushing to zero. On the CPU,
+    fp32.
+    """
+    if not gpu:
+        return "fp32"
+    return "bf16" if native_bf16 else "fp16"
+
+
+def native_bf16_support() -> bool:
+    """Whether the current CUDA device computes bf16 natively (emulation does not count)."""
+    import torch
+
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch < 2.4 has no including_emulation: native means compute capability >= 8.0
+        return torch.cuda.get_device_capability()[0] >= 8
 
 
 def torch_dtype(precision: str):

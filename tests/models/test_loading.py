@@ -1,0 +1,55 @@
+"""What `--precision auto` resolves to: decided from the device's capabilities, passed in."""
+
+import pytest
+
+from riskdpo.core.errors import UserError
+from riskdpo.models.loading import auto_precision, native_bf16_support, resolve_precision
+
+
+@pytest.mark.parametrize(
+    ("gpu", "native_bf16", "expected"),
+    [
+        (True, True, "bf16"),  # A100, H100: bf16 tensor cores
+        (True, False, "fp16"),  # T4, V100: bf16 only emulated -> fp16 with a loss scaler
+        (False, False, "fp32"),  # the CPU
+        (False, True, "fp32"),
+    ],
+)
+def test_auto_precision_uses_bf16_only_where_the_gpu_computes_it(gpu, native_bf16, expected):
+    assert auto_precision(gpu, native_bf16=native_bf16) == expected
+
+
+def test_resolve_precision_on_the_cpu():
+    assert resolve_precision("auto", "cpu") == "fp32"
+    assert resolve_precision("bf16", "cpu") == "bf16"
+    assert resolve_precision("fp16", "cuda:0") == "fp16"
+    with pytest.raises(UserError, match="fp16 needs a GPU"):
+        resolve_precision("fp16", "cpu")
+    with pytest.raises(UserError, match="--precision fp8"):
+        resolve_precision("fp8", "cpu")
+
+
+@pytest.mark.gpu
+def test_native_bf16_support_on_this_gpu():
+    """On a GPU: native bf16 exactly from compute capability 8.0 on (emulation does not count)."""
+    import torch
+
+    assert native_bf16_support() == (torch.cuda.get_device_capability()[0] >= 8)
+    assert resolve_precision("auto", "cuda") == ("bf16" if native_bf16_support() else "fp16")
+
+
+def test_the_cpu_suite_sees_no_gpu_in_process_or_subprocess():
+    """tests/conftest.py and helpers.SUBPROCESS_ENV hide GPUs, so `auto` means fp32 here even on a CUDA machine."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    from helpers import SUBPROCESS_ENV
+
+    assert not torch.cuda.is_available()
+    code = "import torch; from riskdpo.models.loading import resolve_precision; print(torch.cuda.device_count(), resolve_precision('auto', 'cuda' if torch.cuda.is_available() else 'cpu'))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, **SUBPROCESS_ENV}, check=True)
+    assert result.stdout.split() == ["0", "fp32"]
