@@ -98,12 +98,26 @@ def load_tokenizer(name: str, *, trust_remote_code: bool = False) -> Any:
     return tokenizer
 
 
+#: Activation functions with the same values and a lighter backward pass. transformers'
+#: ``gelu_new`` (phi-2's) writes the tanh-approximated GELU out in Python ops, which keep
+#: four tensors of the MLP's width for the backward pass; PyTorch's fused
+#: ``gelu(approximate="tanh")`` computes the same formula and keeps only its input.
+EQUIVALENT_ACTIVATIONS = {"gelu_new": "gelu_pytorch_tanh"}
+
+
 def load_model(name: str, *, precision: str = "fp32", trust_remote_code: bool = False, **kwargs: Any) -> Any:
-    """Load a causal LM in `precision` (bf16, fp16 or fp32)."""
-    from transformers import AutoModelForCausalLM
+    """Load a causal LM in `precision` (bf16, fp16 or fp32), with the lightest equivalent
+    activation function (`EQUIVALENT_ACTIVATIONS`; not for models with remote code)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     path = resolve_model(name)
     try:
+        if not trust_remote_code and "config" not in kwargs:
+            config = AutoConfig.from_pretrained(path)
+            lighter = EQUIVALENT_ACTIVATIONS.get(getattr(config, "hidden_act", None))
+            if lighter:
+                config.hidden_act = lighter
+            kwargs["config"] = config
         return AutoModelForCausalLM.from_pretrained(
             path, dtype=torch_dtype(precision), trust_remote_code=trust_remote_code, **kwargs
         )

@@ -2,6 +2,8 @@
 
 import pytest
 
+from helpers import tiny_model  # noqa: F401  (fixture)
+
 from riskdpo.core.errors import UserError
 from riskdpo.models.loading import auto_precision, native_bf16_support, resolve_precision
 
@@ -53,3 +55,33 @@ def test_the_cpu_suite_sees_no_gpu_in_process_or_subprocess():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env={**os.environ, **SUBPROCESS_ENV}, check=True)
     assert result.stdout.split() == ["0", "fp32"]
+
+
+def test_phi_models_load_with_the_fused_gelu_same_values_less_saved(tiny_model):  # noqa: F811
+    """gelu_new (phi-2's) -> gelu_pytorch_tanh: equal outputs, three MLP-wide tensors fewer kept for backward."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from riskdpo.models.loading import load_model
+
+    original = AutoModelForCausalLM.from_pretrained(str(tiny_model))
+    loaded = load_model(str(tiny_model))
+    assert original.config.hidden_act == "gelu_new"
+    assert loaded.config.hidden_act == "gelu_pytorch_tanh"
+    ids = torch.arange(3, 67).view(2, 32)
+
+    def forward_saving(model):
+        saved = {}
+
+        def keep(tensor):
+            saved[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+            logits = model(input_ids=ids).logits
+        return logits, sum(saved.values())
+
+    (before, saved_before), (after, saved_after) = forward_saving(original), forward_saving(loaded)
+    assert torch.allclose(before, after, atol=1e-5)
+    config = loaded.config
+    assert saved_before - saved_after == 3 * ids.numel() * config.intermediate_size * config.num_hidden_layers * 4
