@@ -85,3 +85,18 @@ def test_phi_models_load_with_the_fused_gelu_same_values_less_saved(tiny_model):
     assert torch.allclose(before, after, atol=1e-5)
     config = loaded.config
     assert saved_before - saved_after == 3 * ids.numel() * config.intermediate_size * config.num_hidden_layers * 4
+
+
+def test_the_installed_transformers_is_in_the_tested_range():
+    """pyproject states the transformers versions riskdpo is tested with; CI runs on one of them."""
+    import re
+    from importlib.metadata import version
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+
+    pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    (line,) = re.findall(r'^\s*"(transformers[^"]*)"', pyproject, flags=re.M)
+    requirement = Requirement(line)
+    assert {spec.operator for spec in requirement.specifier} == {">=", "<"}  # a lower and an upper bound
+    assert requirement.specifier.contains(version("transformers"))
