@@ -151,7 +151,7 @@ def pack(batch: CompletionBatch) -> PackedInputs:
     allowed = (causal & visible)[None] & real[:, :, None] & real[:, None, :]
     allowed |= torch.eye(segment.numel(), dtype=torch.bool, device=device)
     slot_columns = prompt_len + completion_len * torch.arange(k, device=device)[:, None] + steps[None, :-1]
-    keep = torch.cat([torch.tensor([prompt_len - 1], device=device), slot_columns.flatten()])
+    keep = torch.cat([torch.arange(prompt_len - 1, prompt_len, device=device), slot_columns.flatten()])
     return PackedInputs(ids, positions, allowed, keep)
 
 
