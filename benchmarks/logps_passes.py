@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--modes", default="eval,train", help="eval (no gradients), train (forward and backward)")
     parser.add_argument("--reasoning-words", type=int, default=0, help="lengthen each completion by this many words")
     parser.add_argument("--work", type=Path, default=HERE / ".work")
     args = parser.parse_args()
@@ -132,7 +133,7 @@ def main() -> None:
           f"torch {torch.__version__}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
     print("| mode | packed s (median) | cached s (median) | packed / cached |")
     print("|---|---|---|---|")
-    for mode in ("eval", "train"):
+    for mode in args.modes.split(","):
         train = mode == "train"
         model.train(train)
         times: dict[str, list[float]] = {"packed": [], "cached": []}
