@@ -28,8 +28,10 @@ def resolve_model(name: str) -> str:
     return name
 
 
-def resolve_precision(precision: str, device: str) -> str:
-    """`auto` -> `auto_precision` for the device (bf16, fp16 or fp32). Others pass through."""
+def resolve_precision(precision: str, device: str, stored: str | None = None) -> str:
+    """`auto` -> `auto_precision` for the device and the weights' stored precision
+    (`stored_precision`; pass it where rounding the weights matters, as in evaluation).
+    Others pass through."""
     if precision not in ("auto", *_DTYPES):
         raise UserError(f"--precision {precision}: choose auto, bf16, fp16 or fp32")
     if precision != "auto":
@@ -37,10 +39,10 @@ def resolve_precision(precision: str, device: str) -> str:
             raise UserError("--precision fp16 needs a GPU; use bf16 or fp32 on the CPU")
         return precision
     gpu = device.startswith("cuda")
-    return auto_precision(gpu, native_bf16=gpu and native_bf16_support())
+    return auto_precision(gpu, native_bf16=gpu and native_bf16_support(), stored=stored)
 
 
-def auto_precision(gpu: bool, *, native_bf16: bool) -> str:
+def auto_precision(gpu: bool, *, native_bf16: bool, stored: str | None = None) -> str:
     """What `--precision auto` means on a device.
 
     bf16 on a GPU whose tensor cores compute it (compute capability 8.0 and
@@ -48,11 +50,25 @@ def auto_precision(gpu: bool, *, native_bf16: bool) -> str:
     as emulation, several times slower than fp16, so fp16 instead: the trainer
     then runs under fp16 autocast with a dynamic loss scaler (accelerate's
     GradScaler), which keeps small gradients from flushing to zero. On the CPU,
-    fp32.
+    fp32. Weights `stored` in fp32 stay fp32: riskdpo stores a merged LoRA model
+    in fp32 because its update is mostly below bf16's resolution of the weights
+    (`riskdpo.training.lora`), and loading it in bf16 would round the update away.
     """
-    if not gpu:
+    if not gpu or stored == "fp32":
         return "fp32"
     return "bf16" if native_bf16 else "fp16"
+
+
+def stored_precision(name: str) -> str | None:
+    """The precision a model's weights are stored in (its config's dtype), when it says."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(resolve_model(name))
+    except (OSError, ValueError):
+        return None  # load_model reports an unreadable model
+    dtype = str(getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or "").replace("torch.", "")
+    return {full: short for short, full in _DTYPES.items()}.get(dtype)
 
 
 def native_bf16_support() -> bool:

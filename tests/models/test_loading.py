@@ -19,6 +19,22 @@ from riskdpo.models.loading import auto_precision, native_bf16_support, resolve_
 )
 def test_auto_precision_uses_bf16_only_where_the_gpu_computes_it(gpu, native_bf16, expected):
     assert auto_precision(gpu, native_bf16=native_bf16) == expected
+    assert auto_precision(gpu, native_bf16=native_bf16, stored="bf16") == expected
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_auto_precision_keeps_weights_stored_in_fp32_in_fp32(native_bf16):
+    """A merged LoRA model is stored in fp32 so its update survives; auto must not round it away on a GPU."""
+    assert auto_precision(True, native_bf16=native_bf16, stored="fp32") == "fp32"
+
+
+def test_stored_precision_reads_the_config(tiny_model, tmp_path):  # noqa: F811
+    from riskdpo.models.loading import load_model, stored_precision
+
+    assert stored_precision(str(tiny_model)) == "fp32"
+    load_model(str(tiny_model), precision="bf16").save_pretrained(tmp_path / "bf16")
+    assert stored_precision(str(tmp_path / "bf16")) == "bf16"
+    assert stored_precision(str(tmp_path / "missing")) is None
 
 
 def test_resolve_precision_on_the_cpu():
