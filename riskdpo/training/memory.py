@@ -27,7 +27,8 @@ activations  what autograd saves for the backward pass, per token and layer
              mistral, qwen) a = 38 or 43, b = 8 (`ACTIVATION_COEFFICIENTS`;
              b·I is the MLP's saved inputs, 2 or 4 tensors of width I in bf16;
              a·h the rest: norms, projections' inputs, q, k, v, attention
-             output, LoRA inputs). Times tokens × layers, where one packed micro-batch holds
+             output, LoRA inputs). Times tokens × layers, where one packed
+             micro-batch holds at most
              tokens = batch · (max_length + (K - 1) · completion_length).
              With gradient checkpointing only each layer's input is kept
              (r·h bytes a token, r = 4 for full fine-tuning's fp32 residual
@@ -48,9 +49,11 @@ bytes are exact for a given config (the tests compare them with a real model
 and a real AdamW step); the activation coefficients are measured on the CPU with
 tiny models and assume the GPU's attention kernels (sdpa flash or
 memory-efficient) save the same tensors as the CPU's (q, k, v, output,
-log-sum-exp; no L² score matrix); the estimate leaves out the CUDA context
-(~0.5 GB), the allocator's fragmentation and temporary workspaces, so budget
-10-20 % above it. `riskdpo train --dry-run` prints it before anything loads.
+log-sum-exp; no L² score matrix), phi models loaded as `load_model` loads them
+(the fused tanh GELU), and one autocast region per micro-batch (a second one
+would add a second bf16 copy of the weights under full fine-tuning). The
+estimate leaves out the CUDA context (~0.5 GB), the allocator's fragmentation
+and other temporary buffers, so budget 10-20 % above it. `riskdpo train --dry-run` prints it before anything loads.
 """
 
 from __future__ import annotations
