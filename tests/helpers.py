@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
-# One thread per process, as tests/conftest.py sets for the test process itself.
-SUBPROCESS_ENV = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
+# One thread per process, as tests/conftest.py sets for the test process itself, and no GPU
+# (the suite is a CPU suite; see tests/conftest.py).
+SUBPROCESS_ENV = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1",
+                  "CUDA_VISIBLE_DEVICES": ""}
 
 #: (scenario, safer option, riskier option, label style), written by hand.
 SCENARIOS = [

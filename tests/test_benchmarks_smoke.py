@@ -149,3 +149,22 @@ def test_data_and_growth_sections_write_well_formed_tables(tmp_path, work):
 )
 def test_baseline_parser_reads_the_usual_answer_forms(answer, labels, expected):
     assert load_baseline_eval().parse_choice(answer, list(labels)) == expected
+
+
+def test_mfu_counts_the_head_only_where_it_runs(tmp_path):
+    """N_b + N_h + the input embedding = every parameter; the head's FLOPs scale with its own positions."""
+    from transformers import PhiConfig, PhiForCausalLM
+
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location("bench_train", BENCH / "bench_train.py")
+    bench_train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_train)
+    config = PhiConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    model = PhiForCausalLM(config)
+    model.save_pretrained(tmp_path)
+    head, blocks = bench_train.head_and_block_parameters(tmp_path)
+    assert head == 300 * 32 + 300  # phi-2's head has a bias
+    assert head + blocks + 300 * 32 == sum(p.numel() for p in model.parameters())
+    everywhere = bench_train.mfu(blocks, head, 1000.0, 1000.0, 1e12)
+    assert everywhere == pytest.approx(6 * (head + blocks) * 1000.0 / 1e12)
+    assert bench_train.mfu(blocks, head, 1000.0, 100.0, 1e12) == pytest.approx(everywhere - 6 * head * 900.0 / 1e12)

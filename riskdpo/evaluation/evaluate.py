@@ -245,11 +245,12 @@ def _score_everywhere(
     import torch
     from accelerate.utils import gather_object
 
-    from riskdpo.models.loading import load_model, load_tokenizer, resolve_precision
+    from riskdpo.models.loading import load_model, load_tokenizer, resolve_precision, stored_precision
 
     state = process_state()
     tokenizer = load_tokenizer(name)
-    precision = resolve_precision(options.precision, str(state.device))
+    # a merged LoRA model is stored in fp32 so that its small update survives: auto keeps it fp32
+    precision = resolve_precision(options.precision, str(state.device), stored_precision(name))
     model = load_model(name, precision=precision).to(state.device)
     finished = {(record["position"], record["sample"]) for record in done}
     with state.split_between_processes(list(range(len(situations)))) as share:

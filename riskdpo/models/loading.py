@@ -28,19 +28,57 @@ def resolve_model(name: str) -> str:
     return name
 
 
-def resolve_precision(precision: str, device: str) -> str:
-    """`auto` -> bf16 on a GPU that supports it, else fp32. Others pass through."""
-    import torch
-
+def resolve_precision(precision: str, device: str, stored: str | None = None) -> str:
+    """`auto` -> `auto_precision` for the device and the weights' stored precision
+    (`stored_precision`; pass it where rounding the weights matters, as in evaluation).
+    Others pass through."""
     if precision not in ("auto", *_DTYPES):
         raise UserError(f"--precision {precision}: choose auto, bf16, fp16 or fp32")
     if precision != "auto":
         if precision == "fp16" and device == "cpu":
             raise UserError("--precision fp16 needs a GPU; use bf16 or fp32 on the CPU")
         return precision
-    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "fp32"
+    gpu = device.startswith("cuda")
+    return auto_precision(gpu, native_bf16=gpu and native_bf16_support(), stored=stored)
+
+
+def auto_precision(gpu: bool, *, native_bf16: bool, stored: str | None = None) -> str:
+    """What `--precision auto` means on a device.
+
+    bf16 on a GPU whose tensor cores compute it (compute capability 8.0 and
+    later: A100, H100, RTX 30xx on). On older GPUs (T4, V100) bf16 exists only
+    as emulation, several times slower than fp16, so fp16 instead: the trainer
+    then runs under fp16 autocast with a dynamic loss scaler (accelerate's
+    GradScaler), which keeps small gradients from flushing to zero. On the CPU,
+    fp32. Weights `stored` in fp32 stay fp32: riskdpo stores a merged LoRA model
+    in fp32 because its update is mostly below bf16's resolution of the weights
+    (`riskdpo.training.lora`), and loading it in bf16 would round the update away.
+    """
+    if not gpu or stored == "fp32":
+        return "fp32"
+    return "bf16" if native_bf16 else "fp16"
+
+
+def stored_precision(name: str) -> str | None:
+    """The precision a model's weights are stored in (its config's dtype), when it says."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(resolve_model(name))
+    except (OSError, ValueError):
+        return None  # load_model reports an unreadable model
+    dtype = str(getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or "").replace("torch.", "")
+    return {full: short for short, full in _DTYPES.items()}.get(dtype)
+
+
+def native_bf16_support() -> bool:
+    """Whether the current CUDA device computes bf16 natively (emulation does not count)."""
+    import torch
+
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch < 2.4 has no including_emulation: native means compute capability >= 8.0
+        return torch.cuda.get_device_capability()[0] >= 8
 
 
 def torch_dtype(precision: str):
@@ -76,12 +114,26 @@ def load_tokenizer(name: str, *, trust_remote_code: bool = False) -> Any:
     return tokenizer
 
 
+#: Activation functions with the same values and a lighter backward pass. transformers'
+#: ``gelu_new`` (phi-2's) writes the tanh-approximated GELU out in Python ops, which keep
+#: four tensors of the MLP's width for the backward pass; PyTorch's fused
+#: ``gelu(approximate="tanh")`` computes the same formula and keeps only its input.
+EQUIVALENT_ACTIVATIONS = {"gelu_new": "gelu_pytorch_tanh"}
+
+
 def load_model(name: str, *, precision: str = "fp32", trust_remote_code: bool = False, **kwargs: Any) -> Any:
-    """Load a causal LM in `precision` (bf16, fp16 or fp32)."""
-    from transformers import AutoModelForCausalLM
+    """Load a causal LM in `precision` (bf16, fp16 or fp32), with the lightest equivalent
+    activation function (`EQUIVALENT_ACTIVATIONS`; not for models with remote code)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     path = resolve_model(name)
     try:
+        if not trust_remote_code and "config" not in kwargs:
+            config = AutoConfig.from_pretrained(path)
+            lighter = EQUIVALENT_ACTIVATIONS.get(getattr(config, "hidden_act", None))
+            if lighter:
+                config.hidden_act = lighter
+            kwargs["config"] = config
         return AutoModelForCausalLM.from_pretrained(
             path, dtype=torch_dtype(precision), trust_remote_code=trust_remote_code, **kwargs
         )

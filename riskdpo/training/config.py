@@ -72,11 +72,11 @@ class TrainConfig:
     lora: bool = setting(True, "Train a LoRA adapter, or all weights.", off="--full")
     lora_rank: int = setting(16)
     lora_alpha: float = setting(32.0)
-    lora_dropout: float = setting(0.05)
+    lora_dropout: float = setting(0.0, "Dropout on the adapter input (0: runs independent of the process split).")
     lora_targets: str = setting("all-linear", "Modules to adapt: all-linear or a comma-separated list (q_proj,v_proj).")
     freeze_layers: int = setting(0, "With --full: freeze the embeddings and the first K transformer blocks.")
     load_in_4bit: bool = setting(False, "QLoRA: 4-bit base model (needs CUDA and bitsandbytes).", flag=True)
-    precision: str = setting("auto", "auto, bf16, fp16 or fp32 (auto: bf16 on a GPU that has it).")
+    precision: str = setting("auto", "auto, bf16, fp16 or fp32 (auto: bf16 on a GPU that computes it natively, else fp16 with a loss scaler; fp32 on the CPU).")
     gradient_checkpointing: bool = setting(False, "Recompute activations in the backward pass to save memory.", flag=True)
     # data and prompts
     max_length: int = setting(512, "Tokens per prompt + completion; longer prompts lose their start.")

@@ -7,9 +7,21 @@ adapter *is* the base model. DPO uses that: with the adapter disabled the model
 is its own reference. QLoRA (Dettmers et al. 2023) keeps the frozen base in 4-bit
 NF4 and the adapter in full precision.
 
+LoRA dropout defaults to 0 (`DEFAULT_LORA_DROPOUT`): with dropout on, the
+policy's forward pass is random, so the policy does not equal the reference at
+the start and a run depends on each process's random state (it would no longer
+give the same result whatever the process split). Dropout stays available as an
+option, for users who want it as a regulariser.
+
 A finished adapter is merged into an unquantized copy of the base
 (`merge_adapter`), so every saved model is a plain causal LM that loads with
-`AutoModelForCausalLM.from_pretrained`, without peft.
+`AutoModelForCausalLM.from_pretrained`, without peft. The merge runs in fp32 and
+the merged model stays fp32: a LoRA update is small next to the weight it
+changes, often below half a bf16 step (2^-9 to 2^-8 of |W|; an fp32 step is
+2^-24), so a bf16 merge (or bf16 storage) rounds most of it away and leaves the
+base.
+Evaluate the final model in fp32 for the same reason (`eval-choices
+--precision fp32`): loading it in bf16 rounds the update away again.
 """
 
 from __future__ import annotations
@@ -25,7 +37,11 @@ from riskdpo.core.errors import UserError
 from riskdpo.models.loading import load_model, torch_dtype
 
 
-def lora_config(rank: int, alpha: float, dropout: float, targets: str = "all-linear") -> Any:
+#: LoRA dropout unless asked otherwise: none (see the module docstring).
+DEFAULT_LORA_DROPOUT = 0.0
+
+
+def lora_config(rank: int, alpha: float, dropout: float = DEFAULT_LORA_DROPOUT, targets: str = "all-linear") -> Any:
     """A peft `LoraConfig` for a causal LM.
 
     `targets` is "all-linear" (every linear projection except the output head)
@@ -118,14 +134,17 @@ def adapter_state(peft_model: Any, full_state: dict[str, torch.Tensor]) -> dict[
 def merge_adapter(
     base: str, adapter: dict[str, torch.Tensor], config: Any, *, precision: str, trust_remote_code: bool = False
 ) -> Any:
-    """A plain model: the unquantized base with `adapter` merged into its weights.
+    """A plain fp32 model: the unquantized base with `adapter` merged into its weights.
 
-    W' = W + (α/r)·B·A for each adapted layer (peft `merge_and_unload`); the
-    result has no peft modules and no peft entries in its config.
+    W' = W + (α/r)·B·A for each adapted layer (peft `merge_and_unload`), in fp32,
+    where W is the base as training saw it: loaded in the training `precision`
+    and then widened to fp32, so the merged model computes what the trained
+    policy computed. The result has no peft modules and no peft entries in its
+    config, and stays fp32 (see the module docstring for why not bf16).
     """
     from peft import set_peft_model_state_dict
 
-    model = load_model(base, precision=precision, trust_remote_code=trust_remote_code)
+    model = load_model(base, precision=precision, trust_remote_code=trust_remote_code).float()
     peft_model = _with_adapter(model, config)
     set_peft_model_state_dict(peft_model, adapter)
     return peft_model.merge_and_unload()

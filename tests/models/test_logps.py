@@ -1,11 +1,24 @@
-"""pair_logps (one shared pass per prompt, batched) against one plain forward per sequence."""
+"""pair_logps (one packed pass per prompt, batched) against one plain forward per sequence;
+its gradients, with and without activation checkpointing, against the unshared computation;
+and no deprecation warning from transformers on the way."""
+
+import warnings
 
 import pytest
 import torch
 
 from helpers import choice_pairs, tiny_model  # noqa: F401  (fixture)
-from riskdpo.models.logps import pair_logps
+from riskdpo.models import logps as logps_module
+from riskdpo.models.logps import (
+    batch_logps,
+    collate,
+    completion_logps,
+    concatenated_token_logps,
+    pair_logps,
+    tokenize_group,
+)
 from riskdpo.models.loading import load_model, load_tokenizer
+from riskdpo.training.lora import add_adapter, lora_config
 
 
 def unbatched_logp(model, tokenizer, prompt: str, completion: str) -> float:
@@ -21,9 +34,10 @@ def unbatched_logp(model, tokenizer, prompt: str, completion: str) -> float:
     return sum(logprobs[start + t - 1, token].item() for t, token in enumerate(completion_ids))
 
 
-@pytest.fixture(scope="module")
-def model_and_pairs(tiny_model):  # noqa: F811
-    model = load_model(str(tiny_model)).eval()
+@pytest.fixture(scope="module", params=["sdpa", "eager"])
+def model_and_pairs(tiny_model, request):  # noqa: F811
+    model = load_model(str(tiny_model), attn_implementation=request.param).eval()
+    assert model.config._attn_implementation == request.param
     pairs = choice_pairs()
     # Pairs of very different lengths: long answers, a prompt cut short, answers of unequal length.
     pairs[1] = {**pairs[1], "chosen": "I would take option 2, the sure amount, because losing is worse than not winning."}
@@ -53,3 +67,98 @@ def test_pair_logps_equals_the_unbatched_computation(model_and_pairs, expected, 
     assert torch.allclose(rejected, expected[1], atol=2e-4, rtol=1e-5)
     # the pairs differ, so a mix-up of the order would show
     assert len(set(chosen.tolist())) == len(pairs)
+
+
+def test_groups_of_different_sizes_equal_the_unbatched_computation(model_and_pairs, expected, tiny_model):  # noqa: F811
+    """Eval-style groups: three completions (chosen, rejected, a long one) and two, batched together."""
+    model, pairs = model_and_pairs
+    tokenizer = load_tokenizer(str(tiny_model))
+    extra = "1 1 1 1 1 1 and then some more words"
+    completions = [[p["chosen"], p["rejected"], extra] if i % 2 else [p["chosen"], p["rejected"]] for i, p in enumerate(pairs)]
+    scores = completion_logps(model, tokenizer, [p["prompt"] for p in pairs], completions, batch_size=4)
+    for i, (pair, row) in enumerate(zip(pairs, scores)):
+        assert len(row) == len(completions[i])
+        assert row[0] == pytest.approx(expected[0][i].item(), abs=2e-4)
+        assert row[1] == pytest.approx(expected[1][i].item(), abs=2e-4)
+        if i % 2:
+            assert row[2] == pytest.approx(unbatched_logp(model, tokenizer, pair["prompt"], extra), abs=2e-4)
+
+
+def test_the_concatenated_fallback_equals_the_packed_pass(model_and_pairs, tiny_model):  # noqa: F811
+    """The path for attention implementations without custom masks gives the same numbers."""
+    model, pairs = model_and_pairs
+    tokenizer = load_tokenizer(str(tiny_model))
+    batch = collate([tokenize_group(tokenizer, p["prompt"], [p["chosen"], p["rejected"]]) for p in pairs[:5]],
+                    tokenizer.pad_token_id)
+    with torch.no_grad():
+        packed, _ = batch_logps(model, batch)
+        concatenated = (concatenated_token_logps(model, batch) * batch.completion_mask).sum(-1).view(-1, 2)
+    assert torch.allclose(packed, concatenated, atol=2e-4)
+
+
+def test_num_tokens_counts_each_prompt_once_and_every_completion(tiny_model):  # noqa: F811
+    tokenizer = load_tokenizer(str(tiny_model))
+    groups = [tokenize_group(tokenizer, p["prompt"], [p["chosen"], p["rejected"]]) for p in choice_pairs()[:3]]
+    batch = collate(groups, tokenizer.pad_token_id)
+    assert batch.num_tokens == sum(len(prompt) + len(a) + len(b) for prompt, (a, b) in groups)
+    assert batch.num_tokens == int(batch.prompt_mask.sum() + batch.completion_mask.sum())
+
+
+def _gradients(model, batch):
+    model.zero_grad(set_to_none=True)
+    logps, _ = batch_logps(model, batch)
+    (logps * torch.tensor([[1.0, -0.5]])).sum().backward()
+    return logps.detach(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_gradients_equal_those_of_the_unshared_computation(tiny_model, checkpointing, monkeypatch):  # noqa: F811
+    """Training-style: the packed pass (log-softmax in chunks of 3 positions, recomputed in the
+    backward pass) gives the log-probs and the gradients of one sequence per completion."""
+    tokenizer = load_tokenizer(str(tiny_model))
+    pairs = choice_pairs()[:4]
+    pairs[1] = {**pairs[1], "chosen": "I would take option 2, the sure amount."}
+    batch = collate([tokenize_group(tokenizer, p["prompt"], [p["chosen"], p["rejected"]]) for p in pairs],
+                    tokenizer.pad_token_id)
+    model = load_model(str(tiny_model)).train()
+    for pair in pairs:  # one plain sequence per completion, no batching
+        for column, weight in ((0, 1.0), (1, -0.5)):
+            single = collate([tokenize_group(tokenizer, pair["prompt"], [[pair["chosen"], pair["rejected"]][column]])],
+                             tokenizer.pad_token_id)
+            logp = (concatenated_token_logps(model, single) * single.completion_mask).sum()
+            (logp * weight).backward()
+    reference_grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+    with torch.no_grad():
+        reference_logps = (concatenated_token_logps(model, batch) * batch.completion_mask).sum(-1).view(-1, 2)
+    if checkpointing:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        assert model.is_activation_checkpointing
+    monkeypatch.setattr(logps_module, "LOGPS_CHUNK_POSITIONS", 3)
+    logps, grads = _gradients(model, batch)
+    assert torch.allclose(logps, reference_logps, atol=2e-4)
+    assert grads.keys() == reference_grads.keys()
+    for name, grad in grads.items():
+        assert torch.allclose(grad, reference_grads[name], atol=1e-4, rtol=1e-3), name
+    assert any(grad.abs().sum() > 0 for grad in grads.values())
+
+
+def test_no_deprecation_warning_from_transformers_in_train_and_eval_passes(tiny_model):  # noqa: F811
+    """Every warning a FutureWarning or DeprecationWarning fails: a LoRA policy with activation
+    checkpointing (forward and backward), its reference pass with the adapter off, and eval's
+    completion_logps. (The cached pass of earlier versions warned on every call: past_key_values
+    is deprecated and goes in transformers 5.40.)"""
+    tokenizer = load_tokenizer(str(tiny_model))
+    pairs = choice_pairs()[:4]
+    groups = [tokenize_group(tokenizer, p["prompt"], [p["chosen"], p["rejected"]]) for p in pairs]
+    model = load_model(str(tiny_model))
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    policy = add_adapter(model, lora_config(4, 8.0, 0.0), quantized=False, gradient_checkpointing=True).train()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        warnings.simplefilter("error", DeprecationWarning)
+        logps, _ = batch_logps(policy, collate(groups, tokenizer.pad_token_id))
+        logps.sum().backward()
+        with torch.no_grad(), policy.disable_adapter():
+            batch_logps(policy.eval(), collate(groups, tokenizer.pad_token_id))
+        scores = completion_logps(policy, tokenizer, [p["prompt"] for p in pairs], [[p["chosen"], p["rejected"]] for p in pairs])
+    assert torch.allclose(torch.tensor(scores), logps.detach(), atol=2e-4)

@@ -17,9 +17,9 @@ from riskdpo.training.metrics import read_metrics, without_timing
 from riskdpo.training.config import TrainConfig
 from riskdpo.training.run import train
 
-# LoRA dropout on (0.05), so the random state must be restored too; checkpoints
+# LoRA dropout on (0.05, not the default), so the random state must be restored too; checkpoints
 # every 4 steps, metrics every 3, so a checkpoint falls inside a logging window.
-OPTIONS = {"epochs": 6, "batch_size": 2, "lr": 5e-3, "save_every": 4, "log_every": 3, "eval_every": 5,
+OPTIONS = {"epochs": 6, "batch_size": 2, "lr": 5e-3, "lora_dropout": 0.05, "save_every": 4, "log_every": 3, "eval_every": 5,
            "keep_checkpoints": 2, "max_length": 128, "seed": 3}
 
 
