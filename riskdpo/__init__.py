@@ -14,7 +14,7 @@ holds what.
 
 import importlib as _importlib
 
-__version__ = "0.1.0"
+from riskdpo.core.version import __version__
 
 #: Public name -> "module:attribute" that defines it: the one table to edit when a definition moves.
 _EXPORTS: dict[str, str] = {
@@ -26,7 +26,7 @@ _EXPORTS: dict[str, str] = {
     # preference pairs
     "select_pairs": "riskdpo.pairs.build:select_pairs",
     "split_by_situation": "riskdpo.pairs.build:split_by_situation",
-    "write_pairs": "riskdpo.pairs.build:write_pairs",
+    "write_pairs": "riskdpo.pairs.records:write_pairs",
     # training
     "TrainConfig": "riskdpo.training.config:TrainConfig",
     "train": "riskdpo.training.run:train",

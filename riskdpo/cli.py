@@ -17,7 +17,7 @@ import sys
 
 import click
 
-from riskdpo import __version__
+from riskdpo.core.version import __version__
 from riskdpo.core.errors import UserError
 from riskdpo.core.interrupts import sigterm_as_interrupt, was_terminated
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-import riskdpo
 from riskdpo.core.errors import UserError
 from riskdpo.core.fileio import check_output, write_json, write_jsonl
 from riskdpo.data.situations import Situation, save_situations
@@ -61,7 +60,7 @@ class DemoResult:
 
 def default_sample() -> Path:
     """The bundled `data/sample.xlsx` of a checkout (beside the package or in the cwd)."""
-    for candidate in (Path(riskdpo.__file__).resolve().parents[1] / "data" / "sample.xlsx", Path("data/sample.xlsx")):
+    for candidate in (Path(__file__).resolve().parents[1] / "data" / "sample.xlsx", Path("data/sample.xlsx")):
         if candidate.is_file():
             return candidate
     raise UserError("cannot find data/sample.xlsx; run from a riskdpo checkout or pass --data FILE.xlsx")

@@ -10,12 +10,11 @@ from riskdpo.pairs.build import (
     RESPONSES,
     build_pairs,
     find_eligible,
-    output_paths,
     recipe_summary_lines,
     split_by_situation,
     summary_lines,
-    write_pair_files,
 )
+from riskdpo.pairs.records import output_paths, write_pair_files
 from riskdpo.data.situations import load_situations
 
 

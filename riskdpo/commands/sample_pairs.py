@@ -6,7 +6,8 @@ import click
 
 from riskdpo.commands.config_file import config_option
 from riskdpo.core.errors import UserError
-from riskdpo.pairs.build import POLICIES, check_pairs_path, write_pairs
+from riskdpo.pairs.build import POLICIES
+from riskdpo.pairs.records import check_pairs_path, write_pairs
 
 
 @click.command("sample-pairs")

@@ -34,7 +34,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from riskdpo import __version__
+from riskdpo.core.version import __version__
 from riskdpo.core.errors import UserError
 from riskdpo.data.situations import Situation
 from riskdpo.evaluation.alpha import fit_alpha, utility_table

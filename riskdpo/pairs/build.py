@@ -33,16 +33,13 @@ so that every line is the chosen one (and the rejected one) equally often.
 
 from __future__ import annotations
 
-import contextlib
 import random
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 from riskdpo.core.errors import UserError
-from riskdpo.core.fileio import atomic_open, check_output, dump_json, dump_jsonl
 from riskdpo.data.labels import answer_variants as default_answer_variants
 from riskdpo.pairs.balance import Lines, balance_summary, lines_of, render_rotations
 from riskdpo.pairs.cot import ReasoningMismatch, reasoning_pair, reasoning_summary
@@ -61,8 +58,6 @@ POLICIES: dict[str, str | None] = {
 RESPONSES = ("label", "as-written", "cot")
 #: low_bucket_label values -> rejected agent; "both" flips a seeded coin.
 BUCKETS: dict[str, str | None] = {"010_only": "too_risk_averse", "lin_only": "risk_neutral", "both": None}
-#: Output file types, by suffix.
-PAIR_SUFFIXES = (".jsonl", ".json")
 
 
 @dataclass
@@ -352,52 +347,6 @@ def split_by_situation(pairs: list[dict], fraction: float, seed: int = 0) -> tup
     train = [pair for pair in pairs if (pair["sheet"], pair["situation_id"]) not in held_out]
     validation = [pair for pair in pairs if (pair["sheet"], pair["situation_id"]) in held_out]
     return train, validation
-
-
-def check_pairs_path(path: str | Path) -> Path:
-    """`path` as a Path when it ends in .jsonl or .json; `UserError` otherwise."""
-    target = Path(path)
-    if target.suffix.lower() not in PAIR_SUFFIXES:
-        raise UserError(f"{target}: pairs are written as .jsonl or .json, not '{target.suffix}'")
-    return target
-
-
-def output_paths(
-    output: str | Path, val_fraction: float | None, val_output: str | Path | None, inputs: Sequence[str | Path] = ()
-) -> tuple[Path, Path | None]:
-    """The train pairs file and, when `val_fraction` is given, the validation file.
-
-    The validation file defaults to ``<stem>_val<suffix>`` beside `output`
-    (``pairs.jsonl`` -> ``pairs_val.jsonl``). Both must be .jsonl or .json,
-    differ, be writable and be none of `inputs`, checked before anything is
-    written (`riskdpo.core.fileio.check_output`).
-    """
-    train_path = check_output(check_pairs_path(output), inputs=inputs)
-    if val_fraction is None:
-        return train_path, None
-    val_path = check_pairs_path(val_output or train_path.with_name(f"{train_path.stem}_val{train_path.suffix}"))
-    if val_path.resolve() == train_path.resolve():
-        raise UserError(f"{val_path}: the validation pairs need a file other than --output")
-    return train_path, check_output(val_path, inputs=inputs)
-
-
-def write_pair_files(files: Sequence[tuple[str | Path, list[dict]]]) -> None:
-    """Write pairs files ``(path, pairs)``, all or none: one object a line for .jsonl, a JSON array for .json.
-
-    Every file is written to its temporary first; they are renamed into place
-    only when all are complete, so a failure never leaves the validation pairs
-    without their training pairs.
-    """
-    with contextlib.ExitStack() as stack:
-        for path, pairs in files:
-            target = check_pairs_path(path)
-            handle = stack.enter_context(atomic_open(target))
-            (dump_jsonl if target.suffix.lower() == ".jsonl" else dump_json)(handle, pairs)
-
-
-def write_pairs(path: str | Path, pairs: list[dict]) -> None:
-    """Write one pairs file (.jsonl or .json by extension), atomically."""
-    write_pair_files([(path, pairs)])
 
 
 def summary_lines(eligible: Eligible, train: list[dict], validation: list[dict] | None, sample_size: int | None) -> list[str]:

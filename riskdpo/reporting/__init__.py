@@ -1,3 +1,4 @@
-"""Figures and tables from a run's metrics.jsonl and from eval reports,
-readable without W&B. Imports `riskdpo.core` only.
+"""Figures and tables from a run's metrics.jsonl and from eval reports, for
+`riskdpo report`, readable without W&B. Imports `riskdpo.core` and, for the
+eval-report figure, `riskdpo.evaluation.figure`.
 """

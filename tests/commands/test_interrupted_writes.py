@@ -138,7 +138,7 @@ def test_pairs_files_are_written_all_or_none(tmp_path):
     """make-pairs writes train and validation pairs together: when the second cannot be written,
     the first is not left behind either."""
     from riskdpo.core.errors import UserError
-    from riskdpo.pairs.build import write_pair_files
+    from riskdpo.pairs.records import write_pair_files
 
     locked = tmp_path / "locked"
     locked.mkdir()
