@@ -13,28 +13,23 @@ from riskdpo.data.expected_utility import certainty_equivalent
 PRECISION = 30.0  # the simulated agent's logit precision on stake-free values
 
 
-def simulated_situations(count, seed):
-    """Random lotteries of 2-4 options, 1-3 outcomes, stakes log-uniform in $10 .. $3,000.
+def simulated_situations(count, seed, log10_stakes=(1, 3.5)):
+    """Random lotteries of 2-4 options, 1-3 outcomes, stakes log-uniform in 10 ** log10_stakes dollars.
 
-    At these stakes alpha * stakes spans about 0.03 .. 100 for alpha in 0.003 .. 0.03,
-    so CARA agents of those coefficients choose differently.
+    At the default $10 .. $3,000, alpha * stakes spans about 0.03 .. 100 for alpha
+    in 0.003 .. 0.03, so CARA agents of those coefficients choose differently.
     """
     rng = random.Random(seed)
     situations = []
     for number in range(count):
-        stakes = 10 ** rng.uniform(1, 3.5)
+        stakes = 10 ** rng.uniform(*log10_stakes)
         labels = ["a", "b", "c", "d"][: rng.randint(2, 4)]
         options = []
         for label in labels:
             outcomes = rng.randint(1, 3)
             weights = [rng.random() + 0.05 for _ in range(outcomes)]
-            options.append(
-                Option(
-                    label,
-                    tuple(round(rng.uniform(-stakes, stakes), 2) for _ in range(outcomes)),
-                    tuple(w / sum(weights) for w in weights),
-                )
-            )
+            prizes = tuple(round(rng.uniform(-stakes, stakes), 2) for _ in range(outcomes))
+            options.append(Option(label, prizes, tuple(w / sum(weights) for w in weights)))
         situations.append(Situation(str(number), "simulated", "", labels, labels, options))
     return situations
 
@@ -135,20 +130,8 @@ def test_verdict_is_undetermined_when_the_interval_reaches_far_past_a_factor_of_
 
 
 def mixed_stakes_situations(count, seed):
-    """2-4 options of 1-3 outcomes, stakes log-uniform in $3 .. $30,000 (informative for alpha 0.001 .. 0.1)."""
-    rng = random.Random(seed)
-    situations = []
-    for number in range(count):
-        stakes = 10 ** rng.uniform(0.5, 4.5)
-        labels = ["a", "b", "c", "d"][: rng.randint(2, 4)]
-        options = []
-        for label in labels:
-            outcomes = rng.randint(1, 3)
-            weights = [rng.random() + 0.05 for _ in range(outcomes)]
-            prizes = tuple(round(rng.uniform(-stakes, stakes), 2) for _ in range(outcomes))
-            options.append(Option(label, prizes, tuple(w / sum(weights) for w in weights)))
-        situations.append(Situation(str(number), "simulated", "", labels, labels, options))
-    return situations
+    """Stakes log-uniform in $3 .. $30,000: informative for alpha 0.001 .. 0.1."""
+    return simulated_situations(count, seed, log10_stakes=(0.5, 4.5))
 
 
 def logit_choices(situations, alpha, precision, seed):
