@@ -114,15 +114,19 @@ def position_table(rows: list[dict[str, str]], situations: dict[tuple[str, str],
 
 
 def alpha_table(report: dict) -> list[str]:
-    lines = ["| model | implied α | 95% bootstrap interval | verdict vs 0.01 |", "|---|---|---|---|"]
+    lines = ["| model | implied α | 95% profile-likelihood interval | verdict vs 0.01 |", "|---|---|---|---|"]
     for model in report["models"]:
         alpha = model["alpha"]
         if alpha.get("estimate") is None:
             lines.append(f"| {short(model['model'])} | – | – | {alpha.get('reason')} |")
             continue
         low, high = alpha["interval"]
-        edge = " (grid edge)" if alpha.get("at_grid_edge") else ""
-        lines.append(f"| {short(model['model'])} | {alpha['estimate']:.3g}{edge} | [{low:.3g}, {high:.3g}] | {alpha['verdict']} |")
+        bounds = set(alpha.get("at_bounds") or [])
+        mark = {name: "*" if name in bounds else "" for name in ("estimate", "interval_low", "interval_high")}
+        lines.append(
+            f"| {short(model['model'])} | {alpha['estimate']:.3g}{mark['estimate']} "
+            f"| [{low:.3g}{mark['interval_low']}, {high:.3g}{mark['interval_high']}] | {alpha['verdict']} |"
+        )
     return lines
 
 
