@@ -23,7 +23,7 @@ from riskdpo.commands.config_file import config_option
               help="Short name of each --model in tables and figures, in order [default: its run directory].")
 @click.option("--sheet", multiple=True, help="Workbook sheet to read (repeatable; default: every sheet with situations).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="Report .json; the per-situation .csv and the .png figure go beside it.")
+              help="Report .json; the .csv (one row per answer) and the .png figure go beside it.")
 @click.option("--mode", default="logprob", show_default=True,
               help="logprob: the most probable label; generate: a generated answer, parsed.")
 @click.option("--sample", type=int, default=None, help="Score a seeded random sample of N situations.")

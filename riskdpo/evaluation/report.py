@@ -116,6 +116,7 @@ def format_table(report: dict[str, Any], examples: int = 3) -> str:
     models = report["models"]
     first, *others = report["categories"]
     names = [model.get("name", model["model"]) for model in models]
+    name_of = {model["model"]: name for model, name in zip(models, names)}
     width = max(len("model"), *(len(name) for name in names))
     header = f"{'model':<{width}}  {'n':>5}  {CATEGORY_TITLES[first]:<21}"
     header += "".join(f"  {CATEGORY_TITLES[c]:>12}" for c in others) + f"  {'P(averse)':>9}"
@@ -142,7 +143,7 @@ def format_table(report: dict[str, Any], examples: int = 3) -> str:
     for comparison in report["comparisons"]:
         low, high = comparison["interval"]
         lines.append(
-            f"{comparison['b']} vs {comparison['a']}: risk-averse rate {comparison['risk_averse_diff']:+.3f} "
+            f"{name_of[comparison['b']]} vs {name_of[comparison['a']]}: risk-averse rate {comparison['risk_averse_diff']:+.3f} "
             f"[{low:+.3f}, {high:+.3f}], McNemar p = {comparison['p_value']:.3g} (n = {comparison['n']})"
         )
     return "\n".join(lines)
