@@ -16,6 +16,8 @@
    for resuming.
 5. The loop (`dpo_loop`), one global batch per optimizer step
    (`riskdpo.training.steps`); the stages share one `RunState`.
+   With `objective="sft"` the loop minimises the SFT loss of step 2 instead (the
+   warm-up's steps, `steps.Objective`), and no reference is built (no step 4).
 6. Save OUTPUT_DIR/final-model (LoRA merged in) and OUTPUT_DIR/run.json.
 
 Runs in a plain process, or in several under `accelerate launch` (DDP, or FSDP
@@ -152,7 +154,7 @@ def dpo_loop(run: RunState, trainee: Trainee, objective: Objective, progress: Pr
 
 
 def train(config: TrainConfig) -> Path:
-    """Run DPO as configured; return OUTPUT_DIR/final-model.
+    """Run DPO (or SFT, `objective="sft"`) as configured; return OUTPUT_DIR/final-model.
 
     Everything a user can get wrong (options, pair files, the output folder, the
     model path, LoRA targets, a resume with other settings) is refused with a

@@ -236,7 +236,9 @@ def dpo_batch(
             *pairs, counts[:, 0], counts[:, 1], config.beta, config.nll_weight, config.loss, config.label_smoothing
         )
     else:
-        per_token = {"chosen_counts": counts[:, 0], "rejected_counts": counts[:, 1]} if config.loss in PER_TOKEN_LOSSES else {}
+        per_token = {}
+        if config.loss in PER_TOKEN_LOSSES:
+            per_token = {"chosen_counts": counts[:, 0], "rejected_counts": counts[:, 1]}
         losses, chosen_rewards, rejected_rewards = dpo_loss(
             *pairs, config.beta, config.loss, config.label_smoothing, **per_token
         )
@@ -292,7 +294,9 @@ def reference_logps(accelerator: Any, model: Any, data: PairSet, batch_size: int
 
 
 @torch.no_grad()
-def validation_statistics(accelerator: Any, model: Any, data: PairSet, objective: Objective, batch_size: int) -> dict[str, float]:
+def validation_statistics(
+    accelerator: Any, model: Any, data: PairSet, objective: Objective, batch_size: int
+) -> dict[str, float]:
     """The objective's statistics of the current model on the validation split, keys prefixed `val/`."""
     start = time.perf_counter()
     model.eval()
