@@ -109,7 +109,8 @@ class IterateConfig:
     def train_config(self, round_number: int, model: str) -> TrainConfig:
         """Round R's training run: from `model` on the round's pairs (DPO + NLL, W = 1 unless set)."""
         folder = self.round_dir(round_number)
-        return TrainConfig(**{"nll_weight": 1.0, **self.train}, dataset=str(folder / "pairs.jsonl"),
+        rpo = {"nll_weight": 1.0} if self.train.get("objective", "dpo") == "dpo" else {}
+        return TrainConfig(**{**rpo, **self.train}, dataset=str(folder / "pairs.jsonl"),
                            output_dir=str(folder / "train"), model=model)
 
     def round_dir(self, round_number: int) -> Path:
