@@ -83,9 +83,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from riskdpo.commands import convert, demo, evaluate, generate, pairs, report, sample_pairs, training
+    from riskdpo.commands import convert, demo, evaluate, generate, iterate, pairs, report, sample_pairs, training
 
-    for module in (convert, pairs, generate, training, evaluate, report, demo, sample_pairs):
+    for module in (convert, pairs, generate, training, evaluate, report, demo, sample_pairs, iterate):
         for command in module.COMMANDS:
             main.add_command(command)
 

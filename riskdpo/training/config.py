@@ -19,9 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from riskdpo.core.errors import UserError
+from riskdpo.pairs.prompting import parse_chat_template_kwargs
 from riskdpo.training.loss import LOSS_TYPES
 
 SCHEDULERS = ("linear", "cosine")
+#: What a run optimises: DPO on the pairs, or supervised cross-entropy on their chosen responses.
+OBJECTIVES = ("dpo", "sft")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 #: Settings a resumed run may change: how the run is shown, kept and where it is
@@ -64,9 +67,12 @@ class TrainConfig:
     max_grad_norm: float = setting(1.0, "Gradient clipping norm; 0 = none.")
     seed: int = setting(2003, "Seed of initialisation and batch order.")
     # the loss
+    objective: str = setting("dpo", "dpo: preference optimisation on the pairs; sft: cross-entropy on the chosen "
+                                    "responses alone (no reference model).")
     beta: float = setting(0.5, "DPO temperature: how far the policy may move from the reference.")
     loss: str = setting("sigmoid", f"Loss: {', '.join(LOSS_TYPES)}.")
     label_smoothing: float = setting(0.0, "Assumed fraction of flipped labels (sigmoid: conservative DPO; robust: rDPO).")
+    nll_weight: float = setting(0.0, "DPO + W x length-normalised NLL of the chosen response (RPO); 0 = plain DPO.")
     sft_epochs: int = setting(0, "Supervised warm-up epochs on the chosen answers before DPO; the result is the reference.")
     # which weights train
     lora: bool = setting(True, "Train a LoRA adapter, or all weights.", off="--full")
@@ -83,6 +89,9 @@ class TrainConfig:
     chat_template: bool = setting(True, "Wrap prompts in the tokenizer's chat template when it has one.",
                                   off="--no-chat-template")
     system: str | None = setting(None, "System message for the chat template.")
+    chat_template_kwargs: str | dict[str, Any] | None = setting(
+        None, "Chat-template arguments, key=value pairs or a JSON object (enable_thinking=false); stored in run.json "
+              "for eval-choices.")
     trust_remote_code: bool = setting(False, "Allow model code from the hub (off by default).", flag=True)
     # bookkeeping
     save_every: int = setting(0, "Checkpoint every N steps (0 = never).")
@@ -101,7 +110,14 @@ class TrainConfig:
         for name in ("dataset", "output_dir", "model", "val"):  # paths may come as Path objects; run.json needs text
             if isinstance(getattr(self, name), os.PathLike):
                 setattr(self, name, os.fspath(getattr(self, name)))
+        if isinstance(self.chat_template_kwargs, str):  # the command line's text; run.json keeps the dict
+            self.chat_template_kwargs = parse_chat_template_kwargs(self.chat_template_kwargs)
         checks = [
+            (self.objective in OBJECTIVES, f"--objective {self.objective}: choose {' or '.join(OBJECTIVES)}"),
+            (self.nll_weight >= 0, f"--nll-weight {self.nll_weight}: must not be negative"),
+            (self.objective == "dpo" or not (self.nll_weight or self.sft_epochs),
+             "--nll-weight and --sft-epochs belong to --objective dpo; with --objective sft, --epochs counts the "
+             "supervised epochs"),
             (self.beta > 0, f"--beta {self.beta}: must be greater than 0"),
             (self.loss in LOSS_TYPES, f"--loss {self.loss}: choose one of {', '.join(LOSS_TYPES)}"),
             (0 <= self.label_smoothing < 0.5, f"--label-smoothing {self.label_smoothing}: must be in [0, 0.5)"),

@@ -63,7 +63,7 @@ def dpo_loss(
     With `chosen_counts` and `rejected_counts` (token counts |y|, shape [N])
     they divide the summed log-probs by them here; sigmoid-norm needs them.
     IPO without counts takes its inputs as already averaged (the training loop
-    divides for `loss_type="ipo"`). Other losses ignore counts. The rewards are
+    passes the counts for every per-token loss). Other losses ignore counts. The rewards are
     β times the log-ratios the loss sees (averaged for per-token losses).
     """
     import torch

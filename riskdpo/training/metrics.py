@@ -82,8 +82,9 @@ def reduce_sums(accelerator: Any, sums: dict[str, torch.Tensor]) -> dict[str, fl
 
 
 def dpo_means(sums: dict[str, float], prefix: str = "") -> dict[str, float]:
-    """Means over pairs of the DPO statistics, keys prefixed by `prefix`."""
-    return {prefix + key: sums[key] / sums["pairs"] for key in DPO_KEYS}
+    """Means over pairs of the DPO statistics, keys prefixed by `prefix` (with `nll`, the
+    chosen responses' length-normalised NLL, where the loss has that term)."""
+    return {prefix + key: sums[key] / sums["pairs"] for key in (*DPO_KEYS, *(("nll",) if "nll" in sums else ()))}
 
 
 def without_timing(record: dict[str, Any]) -> dict[str, Any]:

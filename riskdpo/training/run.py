@@ -16,6 +16,8 @@
    for resuming.
 5. The loop (`dpo_loop`), one global batch per optimizer step
    (`riskdpo.training.steps`); the stages share one `RunState`.
+   With `objective="sft"` the loop minimises the SFT loss of step 2 instead (the
+   warm-up's steps, `steps.Objective`), and no reference is built (no step 4).
 6. Save OUTPUT_DIR/final-model (LoRA merged in) and OUTPUT_DIR/run.json.
 
 Runs in a plain process, or in several under `accelerate launch` (DDP, or FSDP
@@ -49,13 +51,12 @@ from riskdpo.training.checkpoint import (
 )
 from riskdpo.training.config import TrainConfig
 from riskdpo.training.lora import quantization_config
-from riskdpo.training.metrics import MetricsLog, dpo_means, truncate_metrics
+from riskdpo.training.metrics import MetricsLog, truncate_metrics
 from riskdpo.training.pair_data import epoch_batches, fit_report, fit_split, load_pairs, most_common, split_info
 from riskdpo.training.preflight import check_lora_targets, check_model_path
 from riskdpo.training.policy import build_model, save_model
 from riskdpo.training.steps import (
-    RunState, Trainee, accumulate, apply_gradients, dpo_batch, make_optimizer, process_slices, reference_logps, sft_batch,
-    validation_statistics,
+    Objective, RunState, Trainee, make_optimizer, optimizer_step, reference_logps, validation_statistics,
 )
 
 _MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
@@ -86,31 +87,26 @@ def cached_reference(run: RunState, model: Any, base: str) -> dict[str, torch.Te
 
 
 def supervised_warmup(run: RunState) -> str:
-    """Train on the chosen completions for `sft_epochs`; return the saved model's path."""
+    """Train on the chosen completions for `sft_epochs` (the SFT objective's steps); return the saved model's path."""
     config, accelerator, data = run.config, run.accelerator, run.data
     target = run.output / "sft-model"
     model = build_model(config, config.model, run.precision, accelerator)
     optimizer, scheduler = make_optimizer(model, config, run.per_epoch * config.sft_epochs)
     trainee = Trainee(*accelerator.prepare(model, optimizer, scheduler))
+    objective = Objective("sft", config, run.pad_id)
     step = 0
     for epoch in range(config.sft_epochs):
         for global_batch in epoch_batches(data, run.global_size, config.seed, -1 - epoch):
-            scale = accelerator.num_processes / sum(len(data.groups[i][1][0]) for i in global_batch)
-            micros = process_slices(global_batch, config.batch_size, accelerator, config.grad_accum)
-            sums = accumulate(accelerator, trainee.model, micros,
-                              lambda *micro: sft_batch(trainee.model, data, run.pad_id, scale, micro))
-            loss = sums["nll"] / sums["chosen_tokens"]
-            lr = trainee.lr
             step += 1
-            grad_norm = apply_gradients(accelerator, trainee, config, loss, f"warm-up step {step}")
+            _, loss, lr, grad_norm = optimizer_step(run, trainee, objective, global_batch, f"warm-up step {step}")
             run.log.log({"sft/step": step, "sft/epoch": epoch + 1, "sft/loss": loss, "sft/lr": lr, "sft/grad_norm": grad_norm})
     save_model(run, trainee.model, config.model, target)
     accelerator.free_memory()
     return str(target)
 
 
-def dpo_loop(run: RunState, trainee: Trainee, reference: dict[str, torch.Tensor], progress: Progress) -> None:
-    """The DPO epochs from `progress` on: step, log, validate, checkpoint.
+def dpo_loop(run: RunState, trainee: Trainee, objective: Objective, progress: Progress) -> None:
+    """The epochs of the run's objective (DPO, or SFT) from `progress` on: step, log, validate, checkpoint.
 
     Everything a step logs or validates is written before that step's
     checkpoint, so a run resumed from step N rewrites exactly the lines after N.
@@ -121,36 +117,29 @@ def dpo_loop(run: RunState, trainee: Trainee, reference: dict[str, torch.Tensor]
     total_steps = run.per_epoch * config.epochs
 
     def validate() -> dict[str, float]:
-        return validation_statistics(accelerator, trainee.model, run.val_data, reference["val"], config, run.pad_id)
+        return validation_statistics(accelerator, trainee.model, run.val_data, objective, config.batch_size)
 
     if run.val_data and progress.step == 0:
         run.log.log({"step": 0, "epoch": 0.0, **validate()})
-    bar = tqdm(total=total_steps, initial=progress.step, desc="dpo", unit="step", file=sys.stderr,
+    bar = tqdm(total=total_steps, initial=progress.step, desc=objective.kind, unit="step", file=sys.stderr,
                disable=not (config.progress and accelerator.is_local_main_process))
     window_start = time.perf_counter()
     for epoch in range(progress.epoch, config.epochs):
         batches = epoch_batches(data, run.global_size, config.seed, epoch)
         for position in range(progress.step_in_epoch if epoch == progress.epoch else 0, len(batches)):
-            global_batch = batches[position]
-            scale = accelerator.num_processes / len(global_batch)
-            micros = process_slices(global_batch, config.batch_size, accelerator, config.grad_accum)
-            sums = accumulate(accelerator, trainee.model, micros,
-                              lambda *micro: dpo_batch(trainee.model, data, reference["train"], config, run.pad_id,
-                                                       scale, micro))
-            loss = sums["loss"] / sums["pairs"]
-            lr = trainee.lr
             where = f"step {progress.step + 1} (epoch {epoch + 1})"
-            grad_norm = apply_gradients(accelerator, trainee, config, loss, where)
+            sums, loss, lr, grad_norm = optimizer_step(run, trainee, objective, batches[position], where)
             step_sums = {**sums, "grad_norm": grad_norm, "steps": 1}
             window = {key: progress.window.get(key, 0.0) + value for key, value in step_sums.items()}
             progress = Progress(progress.step + 1, epoch, position + 1, window)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}", acc=f"{sums['rewards/accuracy'] / sums['pairs']:.2f}")
+            accuracy = {"acc": f"{sums['rewards/accuracy'] / sums['pairs']:.2f}"} if "rewards/accuracy" in sums else {}
+            bar.set_postfix(loss=f"{loss:.4f}", **accuracy)
 
             at = {"step": progress.step, "epoch": round(epoch + (position + 1) / len(batches), 4)}
             if progress.step % config.log_every == 0 or progress.step == total_steps:
                 seconds = time.perf_counter() - window_start
-                run.log.log({**at, **dpo_means(window), "lr": lr, "grad_norm": window["grad_norm"] / window["steps"],
+                run.log.log({**at, **objective.means(window), "lr": lr, "grad_norm": window["grad_norm"] / window["steps"],
                              "pairs/s": window["pairs"] / seconds, "tokens/s": window["tokens"] / seconds})
                 progress.window, window_start = {}, time.perf_counter()
             due = config.eval_every and progress.step % config.eval_every == 0
@@ -165,7 +154,7 @@ def dpo_loop(run: RunState, trainee: Trainee, reference: dict[str, torch.Tensor]
 
 
 def train(config: TrainConfig) -> Path:
-    """Run DPO as configured; return OUTPUT_DIR/final-model.
+    """Run DPO (or SFT, `objective="sft"`) as configured; return OUTPUT_DIR/final-model.
 
     Everything a user can get wrong (options, pair files, the output folder, the
     model path, LoRA targets, a resume with other settings) is refused with a
@@ -205,7 +194,8 @@ def _train(config: TrainConfig) -> Path:
     tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
     if config.lora:
         check_lora_targets(config.model, config.lora_targets, trust_remote_code=config.trust_remote_code)
-    fmt = PromptFormat(config.chat_template, config.system, most_common(records, "instruction"))
+    fmt = PromptFormat(config.chat_template, config.system, most_common(records, "instruction"),
+                       config.chat_template_kwargs)
     data = fit_split(config.dataset, records, tokenizer, fmt, config.max_length)
     val_data = fit_split(config.val, val_records, tokenizer, fmt, config.max_length) if config.val else None
     run = RunState(config, accelerator, tokenizer, precision, data, val_data)
@@ -296,13 +286,15 @@ def _run_and_record(run: RunState, run_info: dict[str, Any], resume_from: Path |
         trainee = Trainee(*accelerator.prepare(model, optimizer, scheduler))
         save_trainable_only(accelerator)
 
-        start = time.perf_counter()
-        reference = cached_reference(run, trainee.model, base)
-        timings["reference_seconds"] = round(time.perf_counter() - start, 3)
+        objective = Objective("sft", config, run.pad_id)
+        if config.objective == "dpo":
+            start = time.perf_counter()
+            objective = Objective("dpo", config, run.pad_id, cached_reference(run, trainee.model, base))
+            timings["reference_seconds"] = round(time.perf_counter() - start, 3)
 
         progress = load_checkpoint(accelerator, resume_from) if resume_from else Progress()
         start = time.perf_counter()
-        dpo_loop(run, trainee, reference, progress)
+        dpo_loop(run, trainee, objective, progress)
         timings["train_seconds"] = round(time.perf_counter() - start, 3)
         final = output / "final-model"
         save_model(run, trainee.model, base, final)

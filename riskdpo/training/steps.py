@@ -27,7 +27,7 @@ from riskdpo.core.errors import UserError
 from riskdpo.models.logps import batch_logps, collate, length_grouped_order
 from riskdpo.training.checkpoint import checkpoint_dirs
 from riskdpo.training.config import TrainConfig
-from riskdpo.training.loss import dpo_loss
+from riskdpo.training.loss import PER_TOKEN_LOSSES, dpo_loss, dpo_nll_loss
 from riskdpo.training.metrics import MetricsLog, add_sums, dpo_means, dpo_sums, reduce_sums
 from riskdpo.training.pair_data import PairSet, steps_per_epoch
 
@@ -162,6 +162,56 @@ def make_optimizer(model: Any, config: TrainConfig, total_steps: int) -> tuple[A
     return optimizer, scheduler
 
 
+@dataclass(frozen=True)
+class Objective:
+    """What a step minimises, and how its sums become logged means.
+
+    - dpo: the DPO loss family (`dpo_batch`) against the reference log-probs of
+      each split (`reference["train"]`, `reference["val"]`); a global batch's
+      objective is Σ_pairs L / |batch|.
+    - sft: cross-entropy on the chosen responses (`sft_batch`),
+      L = -Σ log π(y_c|x) / Σ|y_c| over the global batch (`loss.sft_loss`), no reference.
+    """
+
+    kind: str
+    config: TrainConfig
+    pad_id: int
+    reference: dict[str, torch.Tensor] | None = None
+
+    def batch(self, model: Any, data: PairSet, split: str, scale: float, micro: Micro) -> tuple[torch.Tensor, dict]:
+        """The scaled objective and the statistics' sums of one micro-batch of `split`."""
+        if self.kind == "sft":
+            return sft_batch(model, data, self.pad_id, scale, micro)
+        return dpo_batch(model, data, self.reference[split], self.config, self.pad_id, scale, micro)
+
+    def scale(self, data: PairSet, global_batch: list[int], processes: int) -> float:
+        """The factor that turns a process's summed loss into its share of the global batch's mean."""
+        if self.kind == "sft":
+            return processes / sum(len(data.groups[i][1][0]) for i in global_batch)
+        return processes / len(global_batch)
+
+    def means(self, sums: dict[str, float], prefix: str = "") -> dict[str, float]:
+        """The logged statistics: DPO's means over pairs, or SFT's token-mean loss."""
+        if self.kind == "sft":
+            return {prefix + "loss": sums["nll"] / sums["chosen_tokens"]}
+        return dpo_means(sums, prefix)
+
+
+def optimizer_step(
+    run: RunState, trainee: Trainee, objective: Objective, global_batch: list[int], where: str
+) -> tuple[dict[str, float], float, float, float]:
+    """One optimizer step on a global batch: (summed statistics, loss, the step's lr, gradient norm)."""
+    config, accelerator = run.config, run.accelerator
+    scale = objective.scale(run.data, global_batch, accelerator.num_processes)
+    micros = process_slices(global_batch, config.batch_size, accelerator, config.grad_accum)
+    sums = accumulate(accelerator, trainee.model, micros,
+                      lambda *micro: objective.batch(trainee.model, run.data, "train", scale, micro))
+    loss = objective.means(sums)["loss"]
+    lr = trainee.lr
+    grad_norm = apply_gradients(accelerator, trainee, config, loss, where)
+    return sums, loss, lr, grad_norm
+
+
 # ------------------------------------------------------------- the passes
 
 
@@ -170,19 +220,31 @@ def dpo_batch(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """DPO objective (scaled to the global batch) and statistics of one micro-batch.
 
-    For IPO, log-probs are averaged per token before the loss, as IPO defines them.
+    The losses on per-token averages (`PER_TOKEN_LOSSES`: ipo, sigmoid-norm)
+    get the completions' token counts. With `nll_weight` W > 0 the objective is
+    RPO, L_DPO + W · (-log π(y_c|x) / |y_c|) (`dpo_nll_loss`), and the NLL term
+    is summed apart as `nll`; W = 0 is the DPO loss alone.
     """
     indices, weight = micro
     batch = collate([data.groups[i] for i in indices], pad_id).to(_device(model))
     logps, counts = batch_logps(model, batch)
     ref = reference[indices].to(logps.device)
-    policy = logps
-    if config.loss == "ipo":
-        policy, ref = logps / counts, ref / counts
-    losses, chosen_rewards, rejected_rewards = dpo_loss(
-        policy[:, 0], policy[:, 1], ref[:, 0], ref[:, 1], config.beta, config.loss, config.label_smoothing
-    )
+    pairs = (logps[:, 0], logps[:, 1], ref[:, 0], ref[:, 1])
+    nll = None
+    if config.nll_weight:
+        losses, nll, chosen_rewards, rejected_rewards = dpo_nll_loss(
+            *pairs, counts[:, 0], counts[:, 1], config.beta, config.nll_weight, config.loss, config.label_smoothing
+        )
+    else:
+        per_token = {}
+        if config.loss in PER_TOKEN_LOSSES:
+            per_token = {"chosen_counts": counts[:, 0], "rejected_counts": counts[:, 1]}
+        losses, chosen_rewards, rejected_rewards = dpo_loss(
+            *pairs, config.beta, config.loss, config.label_smoothing, **per_token
+        )
     sums = dpo_sums(losses, chosen_rewards, rejected_rewards, logps[:, 0], logps[:, 1], weight)
+    if nll is not None:
+        sums["nll"] = nll.float().sum() * weight
     sums["tokens"] = torch.tensor(batch.num_tokens * weight)
     return losses.sum() * weight * scale, sums
 
@@ -233,17 +295,17 @@ def reference_logps(accelerator: Any, model: Any, data: PairSet, batch_size: int
 
 @torch.no_grad()
 def validation_statistics(
-    accelerator: Any, model: Any, data: PairSet, reference: torch.Tensor, config: TrainConfig, pad_id: int
+    accelerator: Any, model: Any, data: PairSet, objective: Objective, batch_size: int
 ) -> dict[str, float]:
-    """DPO statistics of the current model on a validation split, keys prefixed `val/`."""
+    """The objective's statistics of the current model on the validation split, keys prefixed `val/`."""
     start = time.perf_counter()
     model.eval()
     sums = None
-    for micro in whole_split(data.lengths, config.batch_size, accelerator):
-        _, batch_sums = dpo_batch(model, data, reference, config, pad_id, 0.0, micro)
+    for micro in whole_split(data.lengths, batch_size, accelerator):
+        _, batch_sums = objective.batch(model, data, "val", 0.0, micro)
         sums = add_sums(sums, batch_sums)
     model.train()
     totals = reduce_sums(accelerator, sums)
     seconds = time.perf_counter() - start
     speed = {"val/pairs/s": totals["pairs"] / seconds, "val/tokens/s": totals["tokens"] / seconds}
-    return {**dpo_means(totals, "val/"), **speed}
+    return {**objective.means(totals, "val/"), **speed}
