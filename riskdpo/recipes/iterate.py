@@ -38,7 +38,7 @@ from riskdpo.core.fileio import write_json
 from riskdpo.data.situations import load_situations
 from riskdpo.evaluation.evaluate import EvalOptions, evaluate_choices, read_eval_situations
 from riskdpo.evaluation.report import write_evaluation
-from riskdpo.pairs.build import write_pairs
+from riskdpo.pairs.records import write_pairs
 from riskdpo.pairs.prompting import PromptFormat
 from riskdpo.recipes.on_policy import SampleSpec, sample_pairs
 from riskdpo.training.config import TrainConfig
