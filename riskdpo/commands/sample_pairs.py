@@ -28,18 +28,21 @@ from riskdpo.pairs.records import check_pairs_path, write_pairs
 @click.option("--max-new-tokens", type=int, default=256, show_default=True, help="The longest answer.")
 @click.option("--chat-template/--no-chat-template", default=True, show_default=True,
               help="Wrap prompts in the tokenizer's chat template when it has one (as train will).")
+@click.option("--chat-template-kwargs", multiple=True,
+              help="Arguments of the chat template, as train takes them: key=value (JSON values) or a JSON object, "
+              "e.g. enable_thinking=false.")
 @click.option("--system", default=None, help="System message for the chat template.")
 @click.option("--instruction", default=None, help="Replace the prompts' closing instruction with this text.")
 @click.option("--precision", default="auto", show_default=True, help="auto, bf16, fp16 or fp32.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
 def sample_pairs_command(config, model, situations_path, output, samples, temperature, seed, policy, sheets,
-                         sample_size, pairs_per_situation, batch_size, max_new_tokens, chat_template, system,
-                         instruction, precision, progress):
+                         sample_size, pairs_per_situation, batch_size, max_new_tokens, chat_template,
+                         chat_template_kwargs, system, instruction, precision, progress):
     """Sample answers from MODEL, grade each against the labels, and pair right against wrong.
 
     An answer naming the risk-averse option is a chosen answer; one naming the
-    rejected agent's option, or no option, a rejected one. The same model,
-    seed and batch size give the same file.
+    rejected agent's option, or no option, a rejected one. The same model and
+    seed give the same file, whatever the batch size.
 
     \b
     Example:
@@ -47,13 +50,15 @@ def sample_pairs_command(config, model, situations_path, output, samples, temper
     """
     from riskdpo.data.situations import load_situations
     from riskdpo.recipes.on_policy import SampleSpec, sample_pairs
-    from riskdpo.pairs.prompting import PromptFormat
+    from riskdpo.core.fileio import check_output
+    from riskdpo.pairs.prompting import PromptFormat, parse_chat_template_kwargs
 
-    target = check_pairs_path(output)
+    target = check_output(check_pairs_path(output), inputs=[situations_path])
+    fmt = PromptFormat(chat_template, system, instruction, parse_chat_template_kwargs(chat_template_kwargs))
     spec = SampleSpec(
         samples=samples, temperature=temperature, seed=seed, policy=policy, sheets=tuple(sheets),
         sample_size=sample_size, pairs_per_situation=pairs_per_situation, batch_size=batch_size,
-        max_new_tokens=max_new_tokens, precision=precision, fmt=PromptFormat(chat_template, system, instruction),
+        max_new_tokens=max_new_tokens, precision=precision, fmt=fmt,
         progress=progress,
     )  # fmt: skip
     if not progress:

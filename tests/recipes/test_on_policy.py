@@ -128,6 +128,7 @@ def test_sample_pairs_is_deterministic_and_pairs_only_correctly_graded_answers(t
         (["--samples", "3", "--temperature", "0"], "--samples 3 needs --temperature above 0"),
         (["--samples", "1", "--max-new-tokens", "1", "--sample-size", "2"], "no situation gave both a chosen and a rejected answer"),
         (["--rejected", "too-risk-averse", "--sheet", "nope"], "no situations from sheet 'nope'"),
+        (["--chat-template-kwargs", "enable_thinking"], "enable_thinking"),
     ],
 )
 def test_sample_pairs_user_errors_exit_2_one_line_no_file(tiny_model, situations_json, tmp_path, args, message):
@@ -136,3 +137,11 @@ def test_sample_pairs_user_errors_exit_2_one_line_no_file(tiny_model, situations
                                        "-o", str(out), "--precision", "fp32", "--no-progress", *args])  # fmt: skip
     assert result.exit_code == 2 and result.stderr.count("\n") == 1 and message in result.stderr
     assert not out.exists()
+
+
+def test_sample_pairs_never_writes_over_its_input(tiny_model, situations_json):
+    before = situations_json.read_bytes()
+    result = CliRunner().invoke(main, ["sample-pairs", "--model", str(tiny_model), "--situations", str(situations_json),
+                                       "-o", str(situations_json.with_suffix(".json")), "--no-progress"])  # fmt: skip
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert situations_json.read_bytes() == before
