@@ -54,8 +54,8 @@ from riskdpo.training.pair_data import epoch_batches, fit_report, fit_split, loa
 from riskdpo.training.preflight import check_lora_targets, check_model_path
 from riskdpo.training.policy import build_model, save_model
 from riskdpo.training.steps import (
-    RunState, Trainee, accumulate, apply_gradients, dpo_batch, make_optimizer, process_slices, reference_logps, sft_batch,
-    validation_statistics,
+    RunState, Trainee, accumulate, apply_gradients, dpo_batch, make_optimizer, prepare, process_slices, reference_logps,
+    release, sft_batch, validation_statistics,
 )
 
 _MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
@@ -89,9 +89,7 @@ def supervised_warmup(run: RunState) -> str:
     """Train on the chosen completions for `sft_epochs`; return the saved model's path."""
     config, accelerator, data = run.config, run.accelerator, run.data
     target = run.output / "sft-model"
-    model = build_model(config, config.model, run.precision, accelerator)
-    optimizer, scheduler = make_optimizer(model, config, run.per_epoch * config.sft_epochs)
-    trainee = Trainee(*accelerator.prepare(model, optimizer, scheduler))
+    trainee = new_trainee(run, config.model, run.per_epoch * config.sft_epochs)
     step = 0
     for epoch in range(config.sft_epochs):
         for global_batch in epoch_batches(data, run.global_size, config.seed, -1 - epoch):
@@ -105,8 +103,14 @@ def supervised_warmup(run: RunState) -> str:
             grad_norm = apply_gradients(accelerator, trainee, config, loss, f"warm-up step {step}")
             run.log.log({"sft/step": step, "sft/epoch": epoch + 1, "sft/loss": loss, "sft/lr": lr, "sft/grad_norm": grad_norm})
     save_model(run, trainee.model, config.model, target)
-    accelerator.free_memory()
+    release(accelerator, trainee)  # before the DPO model loads
     return str(target)
+
+
+def new_trainee(run: RunState, base: str, total_steps: int) -> Trainee:
+    """The policy built from `base` with its optimizer and schedule, prepared by accelerate."""
+    model = build_model(run.config, base, run.precision, run.accelerator)
+    return prepare(run.accelerator, model, *make_optimizer(model, run.config, total_steps))
 
 
 def dpo_loop(run: RunState, trainee: Trainee, reference: dict[str, torch.Tensor], progress: Progress) -> None:
@@ -291,9 +295,7 @@ def _run_and_record(run: RunState, run_info: dict[str, Any], resume_from: Path |
 
             set_seed(config.seed)  # the DPO model starts alike whether the warm-up ran now or before a resume
 
-        model = build_model(config, base, run.precision, accelerator)
-        optimizer, scheduler = make_optimizer(model, config, run.per_epoch * config.epochs)
-        trainee = Trainee(*accelerator.prepare(model, optimizer, scheduler))
+        trainee = new_trainee(run, base, run.per_epoch * config.epochs)
         save_trainable_only(accelerator)
 
         start = time.perf_counter()

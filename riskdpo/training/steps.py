@@ -111,14 +111,16 @@ def whole_split(lengths: list[int], batch_size: int, accelerator: Any) -> Iterat
 def accumulate(accelerator: Any, model: Any, micros: list[Micro], compute: Callable) -> dict[str, float]:
     """Forward and backward over this process's micro-batches of one global batch.
 
-    Gradients are all-reduced once, after the last micro-batch. Returns the
-    step's statistics summed over all processes.
+    Gradients are all-reduced once, after the last micro-batch. The forward and
+    the loss of a micro-batch run in one autocast region, the backward pass
+    outside it. Returns the step's statistics summed over all processes.
     """
     sums = None
     for i, (indices, weight) in enumerate(micros):
         last = i == len(micros) - 1
         with contextlib.nullcontext() if last else accelerator.no_sync(model):
-            objective, batch_sums = compute(indices, weight)
+            with accelerator.autocast():  # one region per micro-batch: each weight is cast once (see `prepare`)
+                objective, batch_sums = compute(indices, weight)
             accelerator.backward(objective)
         sums = add_sums(sums, batch_sums)
     return reduce_sums(accelerator, sums)
@@ -144,6 +146,35 @@ def apply_gradients(accelerator: Any, trainee: Trainee, config: TrainConfig, los
     trainee.scheduler.step()
     trainee.optimizer.zero_grad(set_to_none=True)
     return grad_norm
+
+
+def prepare(accelerator: Any, model: Any, optimizer: Any, scheduler: Any) -> Trainee:
+    """The model, optimizer and schedule as accelerate prepares them (device, DDP or FSDP),
+    without accelerate's autocast around every forward call.
+
+    Under mixed precision accelerate stores an autocast-wrapped bound method as
+    the model's `forward`: one autocast region per forward call. Autocast keeps
+    the low-precision copy of each weight it casts until its outermost region
+    ends, so separate regions cast every weight again (under --full a fresh bf16
+    copy of every weight per forward, and per batch of a reference or validation
+    pass), and the bound method is a reference cycle (model -> forward -> model)
+    that keeps the model alive after its run until the cyclic garbage collector
+    happens to run. riskdpo enters the regions itself: one per micro-batch
+    (`accumulate`), one per reference or validation pass.
+    """
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    inner = accelerator.unwrap_model(model)
+    for wrapper in ("forward", "_original_forward"):  # back to the class's forward
+        inner.__dict__.pop(wrapper, None)
+    return Trainee(model, optimizer, scheduler)
+
+
+def release(accelerator: Any, trainee: Trainee) -> None:
+    """Free a trainee's model, gradients and optimizer state now, not when the garbage collector
+    gets to them: drops the references, collects, and empties the device's cache (a warm-up model
+    would otherwise sit beside the DPO model)."""
+    trainee.model = trainee.optimizer = trainee.scheduler = None
+    accelerator.free_memory()  # forgets accelerate's references, gc.collect(), empties the CUDA cache
 
 
 def make_optimizer(model: Any, config: TrainConfig, total_steps: int) -> tuple[Any, Any]:
@@ -217,7 +248,7 @@ def reference_logps(accelerator: Any, model: Any, data: PairSet, batch_size: int
     rows = []
     model.eval()
     no_adapter = accelerator.unwrap_model(model).disable_adapter() if lora else contextlib.nullcontext()
-    with no_adapter:
+    with no_adapter, accelerator.autocast():  # one autocast region: each weight is cast once for the pass
         for indices, weight in whole_split(data.lengths, batch_size, accelerator):
             logps, _ = batch_logps(model, collate([data.groups[i] for i in indices], pad_id).to(_device(model)))
             if weight:
@@ -239,9 +270,10 @@ def validation_statistics(
     start = time.perf_counter()
     model.eval()
     sums = None
-    for micro in whole_split(data.lengths, config.batch_size, accelerator):
-        _, batch_sums = dpo_batch(model, data, reference, config, pad_id, 0.0, micro)
-        sums = add_sums(sums, batch_sums)
+    with accelerator.autocast():  # one autocast region: each weight is cast once for the pass
+        for micro in whole_split(data.lengths, config.batch_size, accelerator):
+            _, batch_sums = dpo_batch(model, data, reference, config, pad_id, 0.0, micro)
+            sums = add_sums(sums, batch_sums)
     model.train()
     totals = reduce_sums(accelerator, sums)
     seconds = time.perf_counter() - start
