@@ -168,14 +168,23 @@ def dpo_loop(run: RunState, trainee: Trainee, reference: dict[str, torch.Tensor]
 # ----------------------------------------------------------------- the run
 
 
-def train(config: TrainConfig) -> Path:
+def train(config: TrainConfig) -> Path | None:
     """Run DPO as configured; return OUTPUT_DIR/final-model.
+
+    With `dry_run`, print the run's estimated peak GPU memory
+    (`riskdpo.training.memory.estimate_for_run`) and return None, before any
+    weights load and without touching OUTPUT_DIR.
 
     Everything a user can get wrong (options, pair files, the output folder, the
     model path, LoRA targets, a resume with other settings) is refused with a
     `UserError` before anything is written. SIGTERM stops the run like Ctrl-C
     (a KeyboardInterrupt; run.json says "interrupted").
     """
+    if config.dry_run:
+        from riskdpo.training.memory import estimate_for_run, format_estimate
+
+        print(format_estimate(estimate_for_run(config)))
+        return None
     with run_dir.sigterm_interrupts():
         return _train(config)
 
