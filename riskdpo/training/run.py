@@ -54,8 +54,8 @@ from riskdpo.training.pair_data import epoch_batches, fit_report, fit_split, loa
 from riskdpo.training.preflight import check_lora_targets, check_model_path
 from riskdpo.training.policy import build_model, save_model
 from riskdpo.training.steps import (
-    RunState, Trainee, accumulate, apply_gradients, dpo_batch, make_optimizer, prepare, process_slices, reference_logps,
-    release, sft_batch, validation_statistics,
+    RunState, Trainee, accumulate, apply_gradients, dpo_batch, fsdp_on_cpu_processes, make_optimizer, prepare,
+    process_slices, reference_logps, release, sft_batch, validation_statistics,
 )
 
 _MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
@@ -212,6 +212,8 @@ def _train(config: TrainConfig) -> Path:
     # (a notebook, the tests) may want another. The process group is kept.
     AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(cpu=cpu, mixed_precision=_MIXED_PRECISION[precision], step_scheduler_with_optimizer=False)
+    if cpu and os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        fsdp_on_cpu_processes(accelerator)
     set_seed(config.seed)
     started, clock = _now(), time.perf_counter()
 
@@ -246,6 +248,7 @@ def _train(config: TrainConfig) -> Path:
             "val": val_info,
             "precision": precision,
             "world_size": accelerator.num_processes,
+            "distributed": accelerator.distributed_type.value,  # NO, MULTI_GPU (DDP), MULTI_CPU (DDP over gloo), FSDP
             "global_batch_size": run.global_size,
             "steps": run.per_epoch * config.epochs,
             "resumed_from": str(resume_from) if resume_from else None,

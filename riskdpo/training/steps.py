@@ -169,6 +169,27 @@ def prepare(accelerator: Any, model: Any, optimizer: Any, scheduler: Any) -> Tra
     return Trainee(model, optimizer, scheduler)
 
 
+def fsdp_on_cpu_processes(accelerator: Any) -> None:
+    """Shard with FSDP2 over CPU processes (gloo) when FSDP is asked for (ACCELERATE_USE_FSDP=true
+    and the FSDP_* variables that `accelerate launch --config_file configs/fsdp.yaml` sets).
+
+    accelerate (1.15) selects FSDP only on accelerator devices; on CPU processes
+    it ignores the request and silently trains with plain data parallelism. This
+    sets the state accelerate builds on GPUs (distributed type FSDP, the plugin
+    read from the same variables), so its FSDP2 code, `fully_shard` over a CPU
+    device mesh, is what runs: the tests prove FSDP training on CPUs this way.
+    """
+    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    plugin = FullyShardedDataParallelPlugin()  # from the FSDP_* variables
+    if plugin.fsdp_version != 2:
+        raise UserError(f"FSDP on CPU processes: fsdp_version {plugin.fsdp_version} is not supported; use 2 (FSDP2)")
+    # both shared states, as accelerate sets them on GPUs (a later AcceleratorState() copies the partial one)
+    AcceleratorState._shared_state.update(distributed_type=DistributedType.FSDP, fsdp_plugin=plugin)
+    PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+
+
 def release(accelerator: Any, trainee: Trainee) -> None:
     """Free a trainee's model, gradients and optimizer state now, not when the garbage collector
     gets to them: drops the references, collects, and empties the device's cache (a warm-up model
