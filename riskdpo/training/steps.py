@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from riskdpo.core.errors import UserError
-from riskdpo.models.logps import batch_logps, collate, length_grouped_order
+from riskdpo.models.logps import batch_logps, collate, length_grouped_order, to_device
 from riskdpo.training.checkpoint import checkpoint_dirs
 from riskdpo.training.config import TrainConfig
 from riskdpo.training.loss import dpo_loss
@@ -113,7 +113,9 @@ def accumulate(accelerator: Any, model: Any, micros: list[Micro], compute: Calla
 
     Gradients are all-reduced once, after the last micro-batch. The forward and
     the loss of a micro-batch run in one autocast region, the backward pass
-    outside it. Returns the step's statistics summed over all processes.
+    outside it. Returns the step's statistics summed over all processes: the
+    sums stay on the device until `reduce_sums` reads them, the step's one wait
+    for the device besides the gradient norm (`apply_gradients`).
     """
     sums = None
     for i, (indices, weight) in enumerate(micros):
@@ -122,8 +124,14 @@ def accumulate(accelerator: Any, model: Any, micros: list[Micro], compute: Calla
             with accelerator.autocast():  # one region per micro-batch: each weight is cast once (see `prepare`)
                 objective, batch_sums = compute(indices, weight)
             accelerator.backward(objective)
-        sums = add_sums(sums, batch_sums)
+        sums = add_sums(sums, on_device(batch_sums, accelerator.device))
     return reduce_sums(accelerator, sums)
+
+
+def on_device(sums: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Statistics on `device`; the counts made on the host (pairs, tokens) are queued there
+    without waiting (`to_device`), so adding and reducing them never waits for the device."""
+    return {key: to_device(value, device) for key, value in sums.items()}
 
 
 def apply_gradients(accelerator: Any, trainee: Trainee, config: TrainConfig, loss: float, where: str) -> float:
@@ -227,7 +235,7 @@ def dpo_batch(
     indices, weight = micro
     batch = collate([data.groups[i] for i in indices], pad_id).to(_device(model))
     logps, counts = batch_logps(model, batch)
-    ref = reference[indices].to(logps.device)
+    ref = to_device(reference[indices], logps.device)
     policy = logps
     if config.loss == "ipo":
         policy, ref = logps / counts, ref / counts
@@ -294,7 +302,7 @@ def validation_statistics(
     with accelerator.autocast():  # one autocast region: each weight is cast once for the pass
         for micro in whole_split(data.lengths, config.batch_size, accelerator):
             _, batch_sums = dpo_batch(model, data, reference, config, pad_id, 0.0, micro)
-            sums = add_sums(sums, batch_sums)
+            sums = add_sums(sums, on_device(batch_sums, accelerator.device))
     model.train()
     totals = reduce_sums(accelerator, sums)
     seconds = time.perf_counter() - start
