@@ -68,6 +68,7 @@ def train(config, **options):
     Examples:
       riskdpo train --dataset pairs.jsonl --output-dir results-risk-averse --val pairs_val.jsonl
       riskdpo train --dataset pairs.jsonl --output-dir run --model smollm2-135m --epochs 2 --lr 5e-4
+      riskdpo train --dataset pairs.jsonl --output-dir run --full --batch-size 2 --dry-run   # memory estimate only
       accelerate launch --num_processes 4 -m riskdpo.cli train --dataset pairs.jsonl --output-dir run
     """
     from riskdpo.training.run import train as run_training
@@ -82,7 +83,7 @@ def train(config, **options):
         kept = f"continue from {checkpoints[-1]} with --resume" if checkpoints else "no checkpoint was written yet"
         click.echo(f"interrupted by {signal.Signals(number).name}: {kept}", err=True)
         sys.exit(128 + number)
-    if os.environ.get("RANK", "0") == "0":  # one line, not one per process
+    if final is not None and os.environ.get("RANK", "0") == "0":  # one line, not one per process (None: --dry-run)
         click.echo(str(final))
 
 

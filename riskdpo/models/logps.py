@@ -76,13 +76,26 @@ class CompletionBatch:
 
     def to(self, device: torch.device | str) -> "CompletionBatch":
         return CompletionBatch(
-            self.prompt_ids.to(device),
-            self.prompt_mask.to(device),
-            self.completion_ids.to(device),
-            self.completion_mask.to(device),
+            to_device(self.prompt_ids, device),
+            to_device(self.prompt_mask, device),
+            to_device(self.completion_ids, device),
+            to_device(self.completion_mask, device),
             self.num_completions,
             self.num_tokens,
         )
+
+
+def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """A host tensor on `device` without the host waiting for the device.
+
+    A copy from ordinary (pageable) host memory to a GPU makes PyTorch wait until
+    the GPU has finished all queued work; from pinned memory the copy is queued
+    like a kernel (the caching host allocator keeps the pinned block until it is done).
+    """
+    device = torch.device(device)
+    if device.type != "cuda" or tensor.device.type != "cpu":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def tokenize_group(tokenizer: Any, prompt: str, completions: Sequence[str]) -> Group:

@@ -30,7 +30,7 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 #: Settings a resumed run may change: how the run is shown, kept and where it is
 #: mirrored, never what it computes. Everything else must match the interrupted run.
 RESULT_FREE_SETTINGS = ("output_dir", "progress", "wandb_project", "save_every", "keep_checkpoints", "resume",
-                        "overwrite")
+                        "overwrite", "dry_run")
 
 
 def setting(default: Any = dataclasses.MISSING, help: str | None = None, *, aliases: tuple[str, ...] = (),
@@ -104,6 +104,8 @@ class TrainConfig:
     wandb_project: str | None = setting(None, "Log to this W&B project (offline when no credentials).",
                                         aliases=("--wandb_project",))
     progress: bool = setting(True, "Show a progress bar.", off="--no-progress")
+    dry_run: bool = setting(False, "Print the estimated peak GPU memory of this run and stop: reads the model's "
+                                   "config, its tokenizer and the pairs, loads no weights, writes nothing.", flag=True)
 
     def __post_init__(self) -> None:
         """Reject impossible option values with one line naming the option."""

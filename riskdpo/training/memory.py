@@ -265,6 +265,40 @@ def format_estimate(estimate: MemoryEstimate) -> str:
     return "\n".join(lines)
 
 
+def estimate_for_run(config: Any) -> MemoryEstimate:
+    """The estimate for a `TrainConfig` (`riskdpo train --dry-run`): its model's config,
+    --batch-size, --max-length, LoRA/QLoRA/--full, --gradient-checkpointing, --precision
+    (auto counts as bf16, what a GPU gets), and the longest completion of its pairs in
+    tokens (with EOS; chain-of-thought completions make the logits large). Reads
+    config.json, the tokenizer and the pairs file; loads no weights. Offline,
+    without the tokenizer, a completion counts one token per character (an upper
+    bound for the usual tokenizers)."""
+    from riskdpo.core.errors import UserError
+    from riskdpo.models.loading import load_tokenizer
+    from riskdpo.training.pair_data import load_pairs
+
+    shape = model_config(config.model, trust_remote_code=config.trust_remote_code)
+    completions = [record[key] for record in load_pairs(config.dataset) for key in ("chosen", "rejected")]
+    try:
+        tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
+        lengths = map(len, tokenizer(completions, add_special_tokens=False).input_ids)
+    except UserError:
+        lengths = map(len, completions)
+    longest = max(lengths) + 1
+    return estimate_memory(
+        shape,
+        mode="full" if not config.lora else "qlora" if config.load_in_4bit else "lora",
+        batch_size=config.batch_size,
+        max_length=config.max_length,
+        completion_length=min(longest, config.max_length - 1),
+        gradient_checkpointing=config.gradient_checkpointing,
+        precision="fp32" if config.precision == "fp32" else "bf16",
+        lora_rank=config.lora_rank,
+        lora_targets=config.lora_targets,
+        freeze_layers=config.freeze_layers,
+    )
+
+
 def model_config(name: str, *, trust_remote_code: bool = False) -> Any:
     """The config of a model by hub id, directory or short name; `KNOWN_SHAPES` when offline."""
     from transformers import AutoConfig

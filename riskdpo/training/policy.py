@@ -61,7 +61,7 @@ def adapter_config(config: TrainConfig) -> Any:
 def save_model(run: RunState, model: Any, base: str, target: Path) -> None:
     """Save a plain model (LoRA merged into the unquantized `base`) with its tokenizer."""
     accelerator, config = run.accelerator, run.config
-    state = accelerator.get_state_dict(model)  # every process: FSDP gathers the shards here
+    state = full_state_dict(accelerator, model)  # every process: FSDP gathers the shards here
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
         with atomic_dir(target) as tmp:
@@ -73,3 +73,19 @@ def save_model(run: RunState, model: Any, base: str, target: Path) -> None:
             else:
                 save_plain_model(unwrapped, run.tokenizer, tmp, state_dict=state)
     accelerator.wait_for_everyone()
+
+
+def full_state_dict(accelerator: Any, model: Any) -> dict:
+    """The model's whole state dict on the main process (every process must call it).
+
+    Under FSDP2 the shards are gathered into plain tensors, on the CPU when the
+    model lives on a GPU; accelerate's `get_state_dict` hands back the sharded
+    DTensors when the device mesh is on the CPU, which no `save_pretrained` can write.
+    """
+    if not getattr(accelerator, "is_fsdp2", False):
+        return accelerator.get_state_dict(model)
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    on_gpu = accelerator.device.type != "cpu"
+    options = StateDictOptions(full_state_dict=True, cpu_offload=on_gpu, broadcast_from_rank0=False)
+    return get_model_state_dict(model, options=options)

@@ -56,7 +56,8 @@ from riskdpo.training.pair_data import epoch_batches, fit_report, fit_split, loa
 from riskdpo.training.preflight import check_lora_targets, check_model_path
 from riskdpo.training.policy import build_model, save_model
 from riskdpo.training.steps import (
-    Objective, RunState, Trainee, make_optimizer, optimizer_step, reference_logps, validation_statistics,
+    Objective, RunState, Trainee, fsdp_on_cpu_processes, make_optimizer, optimizer_step, prepare, reference_logps,
+    release, validation_statistics,
 )
 
 _MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
@@ -90,9 +91,7 @@ def supervised_warmup(run: RunState) -> str:
     """Train on the chosen completions for `sft_epochs` (the SFT objective's steps); return the saved model's path."""
     config, accelerator, data = run.config, run.accelerator, run.data
     target = run.output / "sft-model"
-    model = build_model(config, config.model, run.precision, accelerator)
-    optimizer, scheduler = make_optimizer(model, config, run.per_epoch * config.sft_epochs)
-    trainee = Trainee(*accelerator.prepare(model, optimizer, scheduler))
+    trainee = new_trainee(run, config.model, run.per_epoch * config.sft_epochs)
     objective = Objective("sft", config, run.pad_id)
     step = 0
     for epoch in range(config.sft_epochs):
@@ -101,8 +100,14 @@ def supervised_warmup(run: RunState) -> str:
             _, loss, lr, grad_norm = optimizer_step(run, trainee, objective, global_batch, f"warm-up step {step}")
             run.log.log({"sft/step": step, "sft/epoch": epoch + 1, "sft/loss": loss, "sft/lr": lr, "sft/grad_norm": grad_norm})
     save_model(run, trainee.model, config.model, target)
-    accelerator.free_memory()
+    release(accelerator, trainee)  # before the DPO model loads
     return str(target)
+
+
+def new_trainee(run: RunState, base: str, total_steps: int) -> Trainee:
+    """The policy built from `base` with its optimizer and schedule, prepared by accelerate."""
+    model = build_model(run.config, base, run.precision, run.accelerator)
+    return prepare(run.accelerator, model, *make_optimizer(model, run.config, total_steps))
 
 
 def dpo_loop(run: RunState, trainee: Trainee, objective: Objective, progress: Progress) -> None:
@@ -153,14 +158,23 @@ def dpo_loop(run: RunState, trainee: Trainee, objective: Objective, progress: Pr
 # ----------------------------------------------------------------- the run
 
 
-def train(config: TrainConfig) -> Path:
+def train(config: TrainConfig) -> Path | None:
     """Run DPO (or SFT, `objective="sft"`) as configured; return OUTPUT_DIR/final-model.
+
+    With `dry_run`, print the run's estimated peak GPU memory
+    (`riskdpo.training.memory.estimate_for_run`) and return None, before any
+    weights load and without touching OUTPUT_DIR.
 
     Everything a user can get wrong (options, pair files, the output folder, the
     model path, LoRA targets, a resume with other settings) is refused with a
     `UserError` before anything is written. SIGTERM stops the run like Ctrl-C
     (a KeyboardInterrupt; run.json says "interrupted").
     """
+    if config.dry_run:
+        from riskdpo.training.memory import estimate_for_run, format_estimate
+
+        print(format_estimate(estimate_for_run(config)))
+        return None
     with run_dir.sigterm_interrupts():
         return _train(config)
 
@@ -188,6 +202,8 @@ def _train(config: TrainConfig) -> Path:
     # (a notebook, the tests) may want another. The process group is kept.
     AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(cpu=cpu, mixed_precision=_MIXED_PRECISION[precision], step_scheduler_with_optimizer=False)
+    if cpu and os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        fsdp_on_cpu_processes(accelerator)
     set_seed(config.seed)
     started, clock = _now(), time.perf_counter()
 
@@ -223,6 +239,7 @@ def _train(config: TrainConfig) -> Path:
             "val": val_info,
             "precision": precision,
             "world_size": accelerator.num_processes,
+            "distributed": accelerator.distributed_type.value,  # NO, MULTI_GPU (DDP), MULTI_CPU (DDP over gloo), FSDP
             "global_batch_size": run.global_size,
             "steps": run.per_epoch * config.epochs,
             "resumed_from": str(resume_from) if resume_from else None,
@@ -281,9 +298,7 @@ def _run_and_record(run: RunState, run_info: dict[str, Any], resume_from: Path |
 
             set_seed(config.seed)  # the DPO model starts alike whether the warm-up ran now or before a resume
 
-        model = build_model(config, base, run.precision, accelerator)
-        optimizer, scheduler = make_optimizer(model, config, run.per_epoch * config.epochs)
-        trainee = Trainee(*accelerator.prepare(model, optimizer, scheduler))
+        trainee = new_trainee(run, base, run.per_epoch * config.epochs)
         save_trainable_only(accelerator)
 
         objective = Objective("sft", config, run.pad_id)

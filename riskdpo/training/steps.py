@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from riskdpo.core.errors import UserError
-from riskdpo.models.logps import batch_logps, collate, length_grouped_order
+from riskdpo.models.logps import batch_logps, collate, length_grouped_order, to_device
 from riskdpo.training.checkpoint import checkpoint_dirs
 from riskdpo.training.config import TrainConfig
 from riskdpo.training.loss import PER_TOKEN_LOSSES, dpo_loss, dpo_nll_loss
@@ -111,17 +111,27 @@ def whole_split(lengths: list[int], batch_size: int, accelerator: Any) -> Iterat
 def accumulate(accelerator: Any, model: Any, micros: list[Micro], compute: Callable) -> dict[str, float]:
     """Forward and backward over this process's micro-batches of one global batch.
 
-    Gradients are all-reduced once, after the last micro-batch. Returns the
-    step's statistics summed over all processes.
+    Gradients are all-reduced once, after the last micro-batch. The forward and
+    the loss of a micro-batch run in one autocast region, the backward pass
+    outside it. Returns the step's statistics summed over all processes: the
+    sums stay on the device until `reduce_sums` reads them, the step's one wait
+    for the device besides the gradient norm (`apply_gradients`).
     """
     sums = None
     for i, (indices, weight) in enumerate(micros):
         last = i == len(micros) - 1
         with contextlib.nullcontext() if last else accelerator.no_sync(model):
-            objective, batch_sums = compute(indices, weight)
+            with accelerator.autocast():  # one region per micro-batch: each weight is cast once (see `prepare`)
+                objective, batch_sums = compute(indices, weight)
             accelerator.backward(objective)
-        sums = add_sums(sums, batch_sums)
+        sums = add_sums(sums, on_device(batch_sums, accelerator.device))
     return reduce_sums(accelerator, sums)
+
+
+def on_device(sums: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Statistics on `device`; the counts made on the host (pairs, tokens) are queued there
+    without waiting (`to_device`), so adding and reducing them never waits for the device."""
+    return {key: to_device(value, device) for key, value in sums.items()}
 
 
 def apply_gradients(accelerator: Any, trainee: Trainee, config: TrainConfig, loss: float, where: str) -> float:
@@ -144,6 +154,56 @@ def apply_gradients(accelerator: Any, trainee: Trainee, config: TrainConfig, los
     trainee.scheduler.step()
     trainee.optimizer.zero_grad(set_to_none=True)
     return grad_norm
+
+
+def prepare(accelerator: Any, model: Any, optimizer: Any, scheduler: Any) -> Trainee:
+    """The model, optimizer and schedule as accelerate prepares them (device, DDP or FSDP),
+    without accelerate's autocast around every forward call.
+
+    Under mixed precision accelerate stores an autocast-wrapped bound method as
+    the model's `forward`: one autocast region per forward call. Autocast keeps
+    the low-precision copy of each weight it casts until its outermost region
+    ends, so separate regions cast every weight again (under --full a fresh bf16
+    copy of every weight per forward, and per batch of a reference or validation
+    pass), and the bound method is a reference cycle (model -> forward -> model)
+    that keeps the model alive after its run until the cyclic garbage collector
+    happens to run. riskdpo enters the regions itself: one per micro-batch
+    (`accumulate`), one per reference or validation pass.
+    """
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    inner = accelerator.unwrap_model(model)
+    for wrapper in ("forward", "_original_forward"):  # back to the class's forward
+        inner.__dict__.pop(wrapper, None)
+    return Trainee(model, optimizer, scheduler)
+
+
+def fsdp_on_cpu_processes(accelerator: Any) -> None:
+    """Shard with FSDP2 over CPU processes (gloo) when FSDP is asked for (ACCELERATE_USE_FSDP=true
+    and the FSDP_* variables that `accelerate launch --config_file configs/fsdp.yaml` sets).
+
+    accelerate (1.15) selects FSDP only on accelerator devices; on CPU processes
+    it ignores the request and silently trains with plain data parallelism. This
+    sets the state accelerate builds on GPUs (distributed type FSDP, the plugin
+    read from the same variables), so its FSDP2 code, `fully_shard` over a CPU
+    device mesh, is what runs: the tests prove FSDP training on CPUs this way.
+    """
+    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    plugin = FullyShardedDataParallelPlugin()  # from the FSDP_* variables
+    if plugin.fsdp_version != 2:
+        raise UserError(f"FSDP on CPU processes: fsdp_version {plugin.fsdp_version} is not supported; use 2 (FSDP2)")
+    # both shared states, as accelerate sets them on GPUs (a later AcceleratorState() copies the partial one)
+    AcceleratorState._shared_state.update(distributed_type=DistributedType.FSDP, fsdp_plugin=plugin)
+    PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+
+
+def release(accelerator: Any, trainee: Trainee) -> None:
+    """Free a trainee's model, gradients and optimizer state now, not when the garbage collector
+    gets to them: drops the references, collects, and empties the device's cache (a warm-up model
+    would otherwise sit beside the DPO model)."""
+    trainee.model = trainee.optimizer = trainee.scheduler = None
+    accelerator.free_memory()  # forgets accelerate's references, gc.collect(), empties the CUDA cache
 
 
 def make_optimizer(model: Any, config: TrainConfig, total_steps: int) -> tuple[Any, Any]:
@@ -228,7 +288,7 @@ def dpo_batch(
     indices, weight = micro
     batch = collate([data.groups[i] for i in indices], pad_id).to(_device(model))
     logps, counts = batch_logps(model, batch)
-    ref = reference[indices].to(logps.device)
+    ref = to_device(reference[indices], logps.device)
     pairs = (logps[:, 0], logps[:, 1], ref[:, 0], ref[:, 1])
     nll = None
     if config.nll_weight:
@@ -279,7 +339,7 @@ def reference_logps(accelerator: Any, model: Any, data: PairSet, batch_size: int
     rows = []
     model.eval()
     no_adapter = accelerator.unwrap_model(model).disable_adapter() if lora else contextlib.nullcontext()
-    with no_adapter:
+    with no_adapter, accelerator.autocast():  # one autocast region: each weight is cast once for the pass
         for indices, weight in whole_split(data.lengths, batch_size, accelerator):
             logps, _ = batch_logps(model, collate([data.groups[i] for i in indices], pad_id).to(_device(model)))
             if weight:
@@ -301,9 +361,10 @@ def validation_statistics(
     start = time.perf_counter()
     model.eval()
     sums = None
-    for micro in whole_split(data.lengths, batch_size, accelerator):
-        _, batch_sums = objective.batch(model, data, "val", 0.0, micro)
-        sums = add_sums(sums, batch_sums)
+    with accelerator.autocast():  # one autocast region: each weight is cast once for the pass
+        for micro in whole_split(data.lengths, batch_size, accelerator):
+            _, batch_sums = objective.batch(model, data, "val", 0.0, micro)
+            sums = add_sums(sums, on_device(batch_sums, accelerator.device))
     model.train()
     totals = reduce_sums(accelerator, sums)
     seconds = time.perf_counter() - start
