@@ -254,7 +254,7 @@ def eval_section(settings: Settings) -> SectionResult:
                     for mode, run in whole.items()
                 ],
                 notes=[
-                    "The whole `riskdpo eval-choices` command (report, CSV, figure and the implied-alpha bootstrap "
+                    "The whole `riskdpo eval-choices` command (report, CSV, figure and the implied-alpha fit "
                     "included) against the whole baseline script (its one warm-up generation included)."
                 ],
             )
