@@ -19,6 +19,27 @@ MODEL_ALIASES = ("smollm2-135m",)
 _DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
 
+def looks_local(name: str) -> bool:
+    """Whether `name` can only be a path: hub ids are `name` or `owner/name`."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def check_model_path(name: str) -> None:
+    """A --model that names a local path must be a folder that exists.
+
+    Checked by `load_tokenizer` and `load_model` (and by train before it writes
+    anything) before the hub client sees the name, which would call a missing
+    folder an invalid repo id.
+    """
+    if name in MODEL_ALIASES:
+        return
+    path = Path(name).expanduser()
+    if path.is_file():
+        raise UserError(f"--model {name}: is a file; give the model's folder, a hub id or a short name")
+    if looks_local(name) and not path.exists():
+        raise UserError(f"--model {name}: no such model folder")
+
+
 def resolve_model(name: str) -> str:
     """Turn a short name into a loadable path; pass hub ids and directories through."""
     if name == "smollm2-135m":
@@ -100,6 +121,7 @@ def load_tokenizer(name: str, *, trust_remote_code: bool = False) -> Any:
     """
     from transformers import AutoTokenizer
 
+    check_model_path(name)
     path = resolve_model(name)
     if Path(path).is_dir() and not any((Path(path) / file).exists() for file in TOKENIZER_FILES):
         raise UserError(f"{name}: the model directory has no tokenizer files ({', '.join(TOKENIZER_FILES[:2])}, ...)")
@@ -126,6 +148,7 @@ def load_model(name: str, *, precision: str = "fp32", trust_remote_code: bool = 
     activation function (`EQUIVALENT_ACTIVATIONS`; not for models with remote code)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    check_model_path(name)
     path = resolve_model(name)
     try:
         if not trust_remote_code and "config" not in kwargs:

@@ -1,34 +1,17 @@
 """Options checked against the model before a run writes anything.
 
-A missing local model folder would otherwise reach the hub client, which calls
-it an invalid repo id; an unknown `--lora-targets` module would surface as
-peft's exception after run.json was written. Both are found here, from the
-model's configuration alone: the module names come from the model built on
-the meta device (no weights are read or allocated).
+An unknown `--lora-targets` module would surface as peft's exception after
+run.json was written. It is found here, from the model's configuration alone:
+the module names come from the model built on the meta device (no weights are
+read or allocated). A missing local model folder is refused by
+`riskdpo.models.loading.check_model_path`, which every loader goes through.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from riskdpo.core.errors import UserError
-from riskdpo.models.loading import MODEL_ALIASES, resolve_model
-
-
-def looks_local(name: str) -> bool:
-    """Whether `name` can only be a path: hub ids are `name` or `owner/name`."""
-    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
-
-
-def check_model_path(name: str) -> None:
-    """A --model that names a local path must be a folder that exists."""
-    if name in MODEL_ALIASES:
-        return
-    path = Path(name).expanduser()
-    if path.is_file():
-        raise UserError(f"--model {name}: is a file; give the model's folder, a hub id or a short name")
-    if looks_local(name) and not path.exists():
-        raise UserError(f"--model {name}: no such model folder")
+from riskdpo.models.loading import resolve_model
 
 
 def check_lora_targets(name: str, targets: str, *, trust_remote_code: bool) -> None:

@@ -42,7 +42,7 @@ import torch
 
 from riskdpo.core.errors import UserError
 from riskdpo.core.fileio import write_json
-from riskdpo.models.loading import hide_loading_bars, load_tokenizer, resolve_precision
+from riskdpo.models.loading import check_model_path, hide_loading_bars, load_tokenizer, resolve_precision
 from riskdpo.pairs.prompting import PromptFormat
 from riskdpo.training import run_dir
 from riskdpo.training.checkpoint import (
@@ -53,7 +53,7 @@ from riskdpo.training.config import TrainConfig
 from riskdpo.training.lora import quantization_config
 from riskdpo.training.metrics import MetricsLog, truncate_metrics
 from riskdpo.training.pair_data import epoch_batches, fit_report, fit_split, load_pairs, most_common, split_info
-from riskdpo.training.preflight import check_lora_targets, check_model_path
+from riskdpo.training.preflight import check_lora_targets
 from riskdpo.training.policy import build_model, save_model
 from riskdpo.training.steps import (
     Objective, RunState, Trainee, fsdp_on_cpu_processes, make_optimizer, optimizer_step, prepare, reference_logps,

@@ -116,3 +116,24 @@ def test_the_installed_transformers_is_in_the_tested_range():
     requirement = Requirement(line)
     assert {spec.operator for spec in requirement.specifier} == {">=", "<"}  # a lower and an upper bound
     assert requirement.specifier.contains(version("transformers"))
+
+
+@pytest.mark.parametrize("command", ["eval-choices", "sample-pairs"])
+def test_every_loader_names_a_missing_model_folder(tmp_path, command):
+    # the same check as train's (`check_model_path`), made by load_tokenizer and load_model:
+    # never the hub client's "repo id" message
+    from click.testing import CliRunner
+
+    from riskdpo.cli import main
+    from riskdpo.data.generate import GenerateSpec, generate_situations
+    from riskdpo.data.situations import save_situations
+
+    situations = tmp_path / "situations.json"
+    save_situations(generate_situations(GenerateSpec(situations=4, seed=1)), situations)
+    missing = str(tmp_path / "no" / "such" / "model")
+    out = tmp_path / "out" / ("report.json" if command == "eval-choices" else "pairs.jsonl")
+    result = CliRunner().invoke(main, [command, "--model", missing, "--situations", str(situations), "-o", str(out),
+                                       "--no-progress"])  # fmt: skip
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert f"--model {missing}: no such model folder" in result.stderr
+    assert not (tmp_path / "out").exists()
