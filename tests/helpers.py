@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -115,6 +116,41 @@ def final_weights(run_dir: Path) -> dict:
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def assert_same_run(one: Path, other: Path, looser: tuple[str, ...] = ()) -> None:
+    """Two runs ended with the same final weights (atol 1e-5; 1e-4 for weights whose name
+    ends in one of `looser`) and wrote the same metrics, timings aside."""
+    import torch
+
+    from riskdpo.training.metrics import without_timing
+
+    first, second = final_weights(one), final_weights(other)
+    assert first.keys() == second.keys()
+    for key in first:
+        atol = 1e-4 if key.endswith(looser) else 1e-5
+        assert torch.allclose(first[key], second[key], atol=atol, rtol=1e-4), key
+    lines, other_lines = read_jsonl(one / "metrics.jsonl"), read_jsonl(other / "metrics.jsonl")
+    assert len(lines) == len(other_lines)
+    for line, other_line in zip(map(without_timing, lines), map(without_timing, other_lines)):
+        assert line.keys() == other_line.keys()
+        for key in line:
+            assert line[key] == pytest.approx(other_line[key], rel=1e-4, abs=1e-5), (line["step"], key)
+
+
+def with_chat_template(model_dir: Path, target: Path, generation_prompt: str = "<assistant>") -> Path:
+    """A copy of the tiny model whose tokenizer has a chat template; `generation_prompt`
+    is the jinja text that opens the assistant's turn."""
+    from riskdpo.models.loading import load_tokenizer
+
+    shutil.copytree(model_dir, target)
+    tokenizer = load_tokenizer(str(target))
+    tokenizer.chat_template = (
+        "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}" + generation_prompt + "{% endif %}"
+    )
+    tokenizer.save_pretrained(target)
+    return target
 
 
 def tree_digest(root: Path) -> dict[str, str]:

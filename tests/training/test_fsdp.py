@@ -11,12 +11,9 @@ from pathlib import Path
 import torch
 import yaml
 
-import pytest
-
-from helpers import SUBPROCESS_ENV, choice_pairs, final_weights, read_jsonl, tiny_model, write_pairs  # noqa: F401
+from helpers import SUBPROCESS_ENV, assert_same_run, choice_pairs, final_weights, tiny_model, write_pairs  # noqa: F401
 from riskdpo.training.config import TrainConfig
 from riskdpo.training.run import train
-from riskdpo.training.metrics import without_timing
 
 OPTIONS = {"epochs": 2, "lr": 5e-3, "max_length": 128, "seed": 7}
 FSDP_CONFIG = Path(__file__).parents[2] / "configs" / "fsdp.yaml"
@@ -32,22 +29,12 @@ def fsdp_environment() -> dict[str, str]:
                for key, value in config["fsdp_config"].items()}}
 
 
-def assert_same_run(one: Path, other: Path) -> None:
+def assert_same_fsdp_run(one: Path, other: Path) -> None:
     """Same final weights and metrics. The attention's key biases get an exactly zero
     gradient (a bias added to every key shifts all of a query's scores alike, which
     softmax ignores), so they move only by round-off that AdamW scales up to
     learning-rate size: they agree to 1e-4, every other weight to 1e-5."""
-    first, second = final_weights(one), final_weights(other)
-    assert first.keys() == second.keys()
-    for key in first:
-        atol = 1e-4 if key.endswith("k_proj.bias") else 1e-5
-        assert torch.allclose(first[key], second[key], atol=atol, rtol=1e-4), key
-    lines, other_lines = read_jsonl(one / "metrics.jsonl"), read_jsonl(other / "metrics.jsonl")
-    assert len(lines) == len(other_lines)
-    for line, other_line in zip(map(without_timing, lines), map(without_timing, other_lines)):
-        assert line.keys() == other_line.keys()
-        for key in line:
-            assert line[key] == pytest.approx(other_line[key], rel=1e-4, abs=1e-5), (line["step"], key)
+    assert_same_run(one, other, looser=("k_proj.bias",))
 
 
 def test_fsdp_two_processes_match_one_process(tiny_model, tmp_path):  # noqa: F811
@@ -70,7 +57,7 @@ def test_fsdp_two_processes_match_one_process(tiny_model, tmp_path):  # noqa: F8
     run = json.loads((sharded / "run.json").read_text())
     assert run["distributed"] == "FSDP" and run["world_size"] == 2 and run["global_batch_size"] == 4
     assert json.loads((single / "run.json").read_text())["distributed"] == "NO"
-    assert_same_run(single, sharded)
+    assert_same_fsdp_run(single, sharded)
 
     from transformers import AutoModelForCausalLM
 

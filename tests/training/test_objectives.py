@@ -5,14 +5,13 @@ Each logged loss is recomputed from its formula on the final model."""
 
 import json
 import math
-import shutil
 import signal
 from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import choice_pairs, final_weights, pairs_path, read_jsonl, run_cli, tiny_model  # noqa: F401
+from helpers import choice_pairs, final_weights, pairs_path, read_jsonl, run_cli, tiny_model, with_chat_template  # noqa: F401
 from riskdpo.evaluation.formats import FormatOverrides, model_format
 from riskdpo.models.loading import load_model, load_tokenizer
 from riskdpo.models.logps import pair_logps, tokenize_group
@@ -165,15 +164,8 @@ def test_objective_options_are_checked(tiny_model, pairs_path, tmp_path, options
 
 def thinking_model(model_dir: Path, target: Path) -> Path:
     """A copy of the tiny model whose chat template reads `enable_thinking`, as Qwen3's does."""
-    shutil.copytree(model_dir, target)
-    tokenizer = load_tokenizer(str(target))
-    tokenizer.chat_template = (
-        "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
-        "{% if add_generation_prompt %}<assistant>"
-        "{% if enable_thinking is defined and not enable_thinking %}<think></think>{% endif %}{% endif %}"
-    )
-    tokenizer.save_pretrained(target)
-    return target
+    thinking = "<assistant>{% if enable_thinking is defined and not enable_thinking %}<think></think>{% endif %}"
+    return with_chat_template(model_dir, target, generation_prompt=thinking)
 
 
 def test_chat_template_kwargs_reach_training_and_evaluation(tiny_model, pairs_path, tmp_path):  # noqa: F811

@@ -5,7 +5,6 @@ warm-up paths; user errors as one line with exit status 2."""
 import hashlib
 import json
 import math
-import shutil
 import struct
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from helpers import choice_pairs, final_weights, pairs_path, read_jsonl, tiny_model, write_pairs  # noqa: F401
+from helpers import choice_pairs, final_weights, pairs_path, read_jsonl, tiny_model, with_chat_template, write_pairs  # noqa: F401
 from riskdpo.cli import main
 from riskdpo.models.logps import pair_logps, tokenize_group
 from riskdpo.training.metrics import DPO_KEYS
@@ -205,18 +204,6 @@ def test_full_fine_tuning_with_frozen_blocks_and_truncation(tiny_model, tmp_path
     trained = [k for k in base if k.startswith(("model.layers.1.", "lm_head."))]
     assert frozen and all(torch.equal(weights[k], base[k]) for k in frozen)
     assert all(not torch.equal(weights[k], base[k]) for k in trained if k.endswith("weight"))
-
-
-def with_chat_template(model_dir: Path, target: Path) -> Path:
-    """A copy of the tiny model whose tokenizer has a chat template."""
-    shutil.copytree(model_dir, target)
-    tokenizer = load_tokenizer(str(target))
-    tokenizer.chat_template = (
-        "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
-        "{% if add_generation_prompt %}<assistant>{% endif %}"
-    )
-    tokenizer.save_pretrained(target)
-    return target
 
 
 def test_sft_warmup_becomes_the_reference_and_chat_template_is_kept(tiny_model, pairs_path, tmp_path):  # noqa: F811

@@ -6,29 +6,11 @@ import os
 import subprocess
 import sys
 
-import pytest
-import torch
-
-from helpers import SUBPROCESS_ENV, choice_pairs, final_weights, read_jsonl, tiny_model, write_pairs  # noqa: F401
-from riskdpo.training.metrics import without_timing
+from helpers import SUBPROCESS_ENV, assert_same_run, choice_pairs, read_jsonl, tiny_model, write_pairs  # noqa: F401
 from riskdpo.training.config import TrainConfig
 from riskdpo.training.run import train
 
 OPTIONS = {"epochs": 2, "lr": 5e-3, "lora_dropout": 0.0, "max_length": 128, "seed": 7}
-
-
-def assert_same_run(one, other) -> None:
-    first, second = final_weights(one), final_weights(other)
-    assert first.keys() == second.keys()
-    for key in first:
-        assert torch.allclose(first[key], second[key], atol=1e-5, rtol=1e-4), key
-    lines, other_lines = read_jsonl(one / "metrics.jsonl"), read_jsonl(other / "metrics.jsonl")
-    assert len(lines) == len(other_lines)
-    for line, other_line in zip(lines, other_lines):
-        line, other_line = without_timing(line), without_timing(other_line)
-        assert line.keys() == other_line.keys()
-        for key in line:
-            assert line[key] == pytest.approx(other_line[key], rel=1e-4, abs=1e-5), (line["step"], key)
 
 
 def test_two_processes_match_one_process(tiny_model, tmp_path):  # noqa: F811
