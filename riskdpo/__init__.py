@@ -39,6 +39,8 @@ _EXPORTS: dict[str, str] = {
     "write_evaluation": "riskdpo.evaluation.report:write_evaluation",
     "format_table": "riskdpo.evaluation.report:format_table",
     "parse_answer": "riskdpo.data.answers:parse_answer",
+    "fit_choice_logit": "riskdpo.evaluation.features:fit_choice_logit",
+    "rule_agreement": "riskdpo.evaluation.features:rule_agreement",
     # economics: the agents' expected utility
     "RISK_AVERSE_ALPHA": "riskdpo.data.expected_utility:RISK_AVERSE_ALPHA",
     "TOO_RISK_AVERSE_ALPHA": "riskdpo.data.expected_utility:TOO_RISK_AVERSE_ALPHA",

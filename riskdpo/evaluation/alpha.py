@@ -155,7 +155,7 @@ class AlphaFit:
         }
 
 
-def _scorable(situation: Situation) -> bool:
+def scorable(situation: Situation) -> bool:
     """True when every option label of the prompt has a lottery."""
     labels = {option.label for option in situation.options}
     return has_lotteries(situation) and set(situation.option_labels) <= labels
@@ -171,7 +171,7 @@ def stake_scale(situation: Situation) -> float:
 
 def utility_table(situations: Sequence[Situation], grid: np.ndarray = ALPHA_GRID) -> UtilityTable:
     """The lotteries of the situations that carry them (others are left out) and u on `grid`."""
-    positions = [position for position, situation in enumerate(situations) if _scorable(situation)]
+    positions = [position for position, situation in enumerate(situations) if scorable(situation)]
     usable = [situations[position] for position in positions]
     width = max((len(situation.option_labels) for situation in usable), default=0)
     depth = max((len(option.prizes) for situation in usable for option in situation.options), default=0)

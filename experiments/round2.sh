@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# RESULTS.md, round two: which recipe makes SmolLM2-135M-Instruct risk-averse beyond a
+# position habit? Four arms trained on the same 288 low-stakes situations, every model
+# scored on the same held-out situations, one model per eval-choices call (the paired
+# comparisons against the base are recomputed per situation by experiments/round2_summary.py).
+# Sized for a 2-core CPU: about two hours. Every step has a fixed seed; a step whose
+# output exists is skipped, so an interrupted run picks up where it stopped; each step's
+# wall time goes to OUT/timings.tsv.
+#
+#   bash experiments/round2.sh [OUT_DIR]
+#   python experiments/round2_summary.py OUT_DIR [FIGURE_DIR]   # the tables of RESULTS.md
+set -euo pipefail
+out=${1:-results-round2}
+mkdir -p "$out/evals"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+configs="$root/configs/round2"
+label="Output the label of your chosen option only."
+reason="Think step by step, then give your answer as: Answer: (label)."
+missing() { [ ! -e "$out/$1" ]; }  # is OUT/$1 still to make?
+timed() {  # timed STEP COMMAND...: run it, append "STEP<TAB>seconds" to OUT/timings.tsv
+    local step=$1 start
+    shift
+    start=$(date +%s)
+    "$@"
+    printf '%s\t%s\n' "$step" "$(($(date +%s) - start))" >> "$out/timings.tsv"
+}
+
+# Data. Training: 320 low-stakes disagreements (riskdpo generate, seed 31), 10% of them
+# held back by situation as validation pairs. Held-out tests, never used for training or
+# for choosing settings: the five test sheets of data/sample.xlsx (60 situations each:
+# low, medium, high, astronomical stakes, cooperate framing) and 600 fresh situations,
+# 150 per stake level (seeds 41-44).
+if missing train.json; then
+    riskdpo generate -o "$out/train.xlsx" --sheet train --stakes low --situations 320 --seed 31
+    riskdpo convert "$out/train.xlsx" -o "$out/train.json"
+fi
+if missing heldout.json; then
+    seed=41
+    for stakes in low medium high astronomical; do
+        append=(); [ "$stakes" = low ] || append=(--append)
+        riskdpo generate -o "$out/heldout.xlsx" --sheet "held_$stakes" --stakes "$stakes" \
+            --situations 150 --seed "$seed" "${append[@]}"
+        seed=$((seed + 1))
+    done
+    riskdpo convert "$root/data/sample.xlsx" "$out/heldout.xlsx" -o "$out/heldout.json"
+fi
+
+# Pairs: labels as written (arm 1), every rotation of the lotteries over the option lines
+# (arm 2), and verified reasoning (arms 3 and 4).
+pairs() {  # pairs STEM INSTRUCTION [make-pairs options...]
+    local stem=$1 instruction=$2
+    shift 2
+    if missing "$stem.jsonl"; then
+        riskdpo make-pairs "$out/train.json" --instruction "$instruction" --val-fraction 0.1 --seed 0 \
+            -o "$out/$stem.jsonl" "$@"
+    fi
+}
+pairs label "$label"
+pairs label_balanced "$label" --balance-positions 5
+pairs cot "$reason" --response cot
+
+train() {  # train ARM PAIRS_STEM [train options...]
+    local arm=$1 stem=$2
+    shift 2
+    if missing "$arm/final-model"; then
+        timed "train $arm" riskdpo train --config "$configs/$arm.yaml" --dataset "$out/$stem.jsonl" \
+            --val "$out/${stem}_val.jsonl" --output-dir "$out/$arm" --no-progress --overwrite "$@"
+    fi
+}
+model_path() { if [ "$1" = base ]; then echo smollm2-135m; else echo "$out/$1/final-model"; fi; }
+samples=(--sheet test_low --sheet test_medium --sheet test_high --sheet test_astronomical --sheet test_cooperate)
+fresh=(--sheet held_low --sheet held_medium --sheet held_high --sheet held_astronomical)  # heldout.json also holds the sample's train sheets: never scored
+evaluate() {  # evaluate MODEL STEM [eval-choices options...]: OUT/evals/STEM-MODEL.json
+    local name=$1 stem=$2
+    shift 2
+    if missing "evals/$stem-$name.json"; then
+        timed "eval $stem $name" riskdpo eval-choices --model "$(model_path "$name")" --name "$name" \
+            --situations "$out/heldout.json" --seed 0 --no-progress -o "$out/evals/$stem-$name.json" "$@"
+    fi
+}
+# Label choice by log-probability: with the lotteries shuffled over the option lines on
+# all 900 held-out situations (the position control), and as written on the sample's 300.
+label_evals() {
+    evaluate "$1" shuffled --instruction "$label" --shuffle-options "${samples[@]}" "${fresh[@]}"
+    evaluate "$1" written --instruction "$label" "${samples[@]}"
+}
+# Reasoning answers, generated greedily and parsed, lotteries shuffled: the sample's 300.
+reasoning_eval() {
+    evaluate "$1" reasoning --instruction "$reason" --mode generate --max-new-tokens 512 \
+        --batch-size 16 --shuffle-options "${samples[@]}"
+}
+
+label_evals base
+train label_dpo label
+label_evals label_dpo
+train label_dpo_balanced label_balanced
+label_evals label_dpo_balanced
+train cot_sft cot
+reasoning_eval cot_sft
+label_evals cot_sft
+train cot_sft_dpo_nll cot --model "$out/cot_sft/final-model"
+reasoning_eval cot_sft_dpo_nll
+label_evals cot_sft_dpo_nll
+reasoning_eval base
