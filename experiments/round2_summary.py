@@ -29,6 +29,7 @@ from summarize import csv_rows, interval
 from riskdpo.data.shuffle import shuffle_all
 from riskdpo.evaluation.evaluate import read_eval_situations
 from riskdpo.evaluation.features import FEATURES, RULES, chosen_lines, fit_choice_logit, rule_agreement
+from riskdpo.evaluation.reasoning_grades import grade_answer, summarize_grades
 from riskdpo.evaluation.stats import PairedTable, mcnemar_exact, paired_difference_interval, wilson_interval
 from riskdpo.reporting.figures import read_training_log
 
@@ -38,7 +39,7 @@ STAKES = ("low", "medium", "high", "astronomical")
 KINDS = {
     "shuffled": "label by log-probability, lotteries shuffled over the option lines (900 held-out situations)",
     "written": "label by log-probability, prompts as written (the sample's 300 test situations)",
-    "reasoning": "generated reasoning, greedy, answer parsed, lotteries shuffled (the sample's 300)",
+    "reasoning": "generated reasoning, greedy, answer parsed, lotteries shuffled (150 of the sample's test situations)",
 }
 
 
@@ -208,6 +209,21 @@ def reasoning_details(evaluated: dict) -> list[str]:
     return lines
 
 
+def step_grades(evaluated: dict, situations) -> list[str]:
+    """How the steps of each model's worked answers check out (riskdpo.evaluation.reasoning_grades)."""
+    by_key = {(s.sheet, s.situation_id): s for s in situations}
+    steps = ("options_covered", "copied", "ev_right", "ce_right", "follows_own_numbers")
+    lines = ["| model | answers | with option lines | every option, once | lotteries copied | EV right | CE right "
+             "| picks the highest CE it wrote |", "|---|---|---|---|---|---|---|---|"]
+    for model, (_, rows) in evaluated.items():
+        grades = [grade_answer(by_key[key], row["answer"]) for key, row in rows.items()]
+        written = [grade for grade in grades if grade.options_written]
+        summary = summarize_grades(written) if written else {}
+        cells = [f"{summary[step]:.2f} (n={summary[step + '_n']})" if written else "–" for step in steps]
+        lines.append(f"| {model} | {len(grades)} | {len(written)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def training_table(out: Path) -> list[str]:
     minutes = defaultdict(float)
     timings = out / "timings.tsv"
@@ -222,6 +238,8 @@ def training_table(out: Path) -> list[str]:
         if not path.is_file():
             continue
         run = json.loads(path.read_text(encoding="utf-8"))
+        if run["status"] != "finished":
+            continue
         config = run["config"]
         log = read_training_log(out / arm / "metrics.jsonl")
         quarter = log.train[-max(1, len(log.train) // 4):]
@@ -286,6 +304,8 @@ def main(out_dir: str, figure_dir: str | None = None) -> None:
         print("\n".join(line_table(evaluated, situations)) + "\n")
         if kind == "reasoning":
             print("\n".join(reasoning_details(evaluated)) + "\n")
+            print("The steps of the worked answers, graded against the lotteries (share of answers with option lines):\n")
+            print("\n".join(step_grades(evaluated, situations)) + "\n")
         if kind == "shuffled":
             scored = [s for s in situations if (s.sheet, s.situation_id) in evaluated["base"][1]] if "base" in evaluated else situations
             print("\n".join(feature_tables(evaluated, scored)) + "\n")

@@ -41,6 +41,7 @@ _EXPORTS: dict[str, str] = {
     "parse_answer": "riskdpo.data.answers:parse_answer",
     "fit_choice_logit": "riskdpo.evaluation.features:fit_choice_logit",
     "rule_agreement": "riskdpo.evaluation.features:rule_agreement",
+    "grade_answer": "riskdpo.evaluation.reasoning_grades:grade_answer",
     # economics: the agents' expected utility
     "RISK_AVERSE_ALPHA": "riskdpo.data.expected_utility:RISK_AVERSE_ALPHA",
     "TOO_RISK_AVERSE_ALPHA": "riskdpo.data.expected_utility:TOO_RISK_AVERSE_ALPHA",
