@@ -39,6 +39,7 @@ KINDS = {
     "shuffled": "label by log-probability, lotteries shuffled over the option lines (900 held-out situations)",
     "written": "label by log-probability, prompts as written (the sample's 300 test situations)",
     "reasoning": "generated reasoning, greedy, answer parsed, lotteries shuffled (150 of the sample's test situations)",
+    "reasoning_fresh": "generated reasoning as above, on 150 of the 600 fresh situations",
 }
 
 
@@ -250,13 +251,14 @@ def training_table(out: Path) -> list[str]:
     return lines
 
 
-def figure(evaluated: dict, situations, path: Path) -> None:
-    """Shuffled risk-averse rate with its interval per stake level, one marker per model; the
-    position-only chooser's rate as a dashed line per stake level."""
+def figure(evaluated: dict, situations, path: Path, ylabel: str) -> None:
+    """Risk-averse rate with its interval per stake level, one marker per model; the
+    position-only chooser's rate on the same situations as a dashed line per stake level."""
     from matplotlib.figure import Figure
 
-    used = groups(situations)
-    levels = ["all", *STAKES]
+    scored = {key for _, rows in evaluated.values() for key in rows}
+    used = groups([s for s in situations if (s.sheet, s.situation_id) in scored])
+    levels = [level for level in ("all", *STAKES) if used[level]]
     fig = Figure(figsize=(9, 4.2))
     axis = fig.subplots()
     width = 0.8 / len(evaluated)
@@ -275,7 +277,7 @@ def figure(evaluated: dict, situations, path: Path) -> None:
         axis.hlines(position_reference(used[level]), position - 0.45, position + 0.45, colors="0.4", linestyles="--",
                     label="position-only chooser" if position == 0 else None)
     axis.set_xticks(range(len(levels)), [f"{level}\n(n={len(used[level])})" for level in levels])
-    axis.set_ylabel("risk-averse rate, lotteries shuffled")
+    axis.set_ylabel(ylabel)
     axis.set_ylim(0, 1)
     axis.grid(axis="y", alpha=0.3)
     axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
@@ -284,10 +286,54 @@ def figure(evaluated: dict, situations, path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
+def above_reference(situations, rows) -> list[str]:
+    """The groups (all, stake levels) where the rate's 95% interval lies wholly above the position-only chooser's."""
+    used = groups([s for s in situations if (s.sheet, s.situation_id) in rows])
+    found = []
+    for level in ("all", *STAKES):
+        keys = [(s.sheet, s.situation_id) for s in used[level]]
+        if keys and wilson_interval(sum(rows[k]["category"] == "risk_averse" for k in keys), len(keys))[0] > position_reference(used[level]):
+            found.append(level)
+    return found
+
+
+def summary_table(out: Path, held_out, shuffled) -> list[str]:
+    """One row per model: its cost, its headline rates, and where it clears the position-only chooser."""
+    kinds = {kind: load(out, kind) for kind in ("shuffled", "reasoning", "reasoning_fresh")}
+    minutes = {}
+    for arm in ARMS:
+        path = out / arm / "run.json"
+        if path.is_file() and (run := json.loads(path.read_text(encoding="utf-8")))["status"] == "finished":
+            t = run["timings"]
+            minutes[arm] = f"{run['dataset']['used']} pairs, {run['steps']} steps, " \
+                f"{(t.get('reference_seconds', 0) + t['train_seconds'] + t.get('sft_seconds', 0)) / 60:.0f} min"
+    lines = ["| model | training | label, shuffled (900) | Δ vs base | implied α | reasoning, shuffled (sample 150) "
+             "| reasoning (fresh 150) | interval above the position-only chooser |", "|---|---|---|---|---|---|---|---|"]
+    for model in [m for m in MODELS if any(m in found for found in kinds.values())]:
+        cells = [minutes.get(model, "–")]
+        for kind in kinds:
+            if model not in kinds[kind]:
+                cells += ["–"] * (3 if kind == "shuffled" else 1)
+                continue
+            report, rows = kinds[kind][model]
+            cells.append(rate_cell([s for s in shuffled if (s.sheet, s.situation_id) in rows], rows))
+            if kind == "shuffled":
+                base = kinds[kind].get("base")
+                cells.append(paired(shuffled, base[1], rows)[0] if base and model != "base" else "–")
+                alpha = report["models"][0]["alpha"]
+                cells.append("–" if alpha.get("estimate") is None else
+                             f"{alpha['estimate']:.2g}{'*' if 'estimate' in (alpha.get('at_bounds') or []) else ''} ({alpha['verdict']})")
+        clears = [f"{kind.replace('_', ' ')}: {', '.join(found)}" for kind in kinds if model in kinds[kind]
+                  and (found := above_reference(shuffled, kinds[kind][model][1]))]
+        lines.append(f"| {model} | " + " | ".join(cells) + f" | {'; '.join(clears) or 'nowhere'} |")
+    return lines
+
+
 def main(out_dir: str, figure_dir: str | None = None) -> None:
     out = Path(out_dir)
     held_out = [s for s in read_eval_situations(out / "heldout.json") if s.sheet.startswith(("test_", "held_"))]
     shuffled = shuffle_all(held_out, 0)
+    print("### summary\n\n" + "\n".join(summary_table(out, held_out, shuffled)) + "\n")
     print("### training\n\n" + "\n".join(training_table(out)) + "\n")
     for kind in KINDS:
         evaluated = load(out, kind)
@@ -298,15 +344,19 @@ def main(out_dir: str, figure_dir: str | None = None) -> None:
         print("\n".join(category_table(evaluated)) + "\n")
         print("Option line named (share of situations with a valid answer):\n")
         print("\n".join(line_table(evaluated, situations)) + "\n")
-        if kind == "reasoning":
+        if kind.startswith("reasoning"):
             print("\n".join(reasoning_details(evaluated)) + "\n")
             print("The steps of the worked answers, graded against the lotteries (share of answers with option lines):\n")
             print("\n".join(step_grades(evaluated, situations)) + "\n")
-        if kind == "shuffled":
-            scored = [s for s in situations if (s.sheet, s.situation_id) in evaluated["base"][1]] if "base" in evaluated else situations
+        if kind != "written":  # lotteries shuffled: features and positions are not confounded
+            scored_keys = {key for _, rows in evaluated.values() for key in rows}
+            scored = [s for s in situations if (s.sheet, s.situation_id) in scored_keys]
             print("\n".join(feature_tables(evaluated, scored)) + "\n")
+        if kind == "shuffled":
             if figure_dir:
-                figure(evaluated, scored, Path(figure_dir) / "round2_shuffled.png")
+                figure(evaluated, scored, Path(figure_dir) / "round2_shuffled.png", "risk-averse rate: label, lotteries shuffled")
+        if kind == "reasoning" and figure_dir:
+            figure(evaluated, situations, Path(figure_dir) / "round2_reasoning.png", "risk-averse rate: reasoning, shuffled")
 
 
 if __name__ == "__main__":
