@@ -17,30 +17,22 @@ padding of rows that left) are dropped with them, so the cache is never longer
 than its longest remaining row.
 
 A mask here covers the cache's columns followed by the tokens not yet in it, the
-same number for both sides of a join. Every cache layer must keep all columns
-(`DynamicLayer`, full attention): a sliding-window layer keeps only its last W
-columns and counts positions itself, so its rows cannot be padded or cut apart.
+same number for both sides of a join. Only a cache whose every layer keeps all
+columns (`DynamicLayer`, full attention) can be cut and joined (`joinable`): a
+sliding-window layer keeps only its last W columns and counts positions itself, so
+its rows cannot be padded or moved; generation then lets rows leave without joining.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from riskdpo.core.errors import UserError
 
+def joinable(cache: Any) -> bool:
+    """True when every layer of `cache` keeps all its columns, so that its rows can be cut apart and joined."""
+    from transformers.cache_utils import DynamicLayer
 
-def empty_cache(config: Any) -> Any:
-    """A fresh cache for a model with `config`, refused unless every layer keeps all columns."""
-    from transformers.cache_utils import DynamicCache, DynamicLayer
-
-    cache = DynamicCache(config=config)
-    partial = sorted({type(layer).__name__ for layer in cache.layers if type(layer) is not DynamicLayer})
-    if partial:
-        raise UserError(
-            f"--mode generate batches answers by joining key/value caches, which needs full attention in every "
-            f"layer; this model has {', '.join(partial)} layers"
-        )
-    return cache
+    return all(type(layer) is DynamicLayer for layer in cache.layers)
 
 
 def keep_rows(cache: Any, mask: Any, rows: Any) -> tuple[Any, Any]:

@@ -5,15 +5,17 @@ next token follows its last real token (positions count real tokens only:
 ``position = cumsum(attention_mask) - 1``). It keeps the key/value cache itself
 instead of calling ``model.generate``, for two reasons:
 
-- **The batch stays full (continuous batching).** When a row emits EOS (or
-  reaches ``max_new_tokens``) it is yielded at once and leaves the batch, and
-  the next prompts of the queue take its place: they are prefilled among
-  themselves (left-padded), their first token is drawn, and their cache is
-  joined to the running one (`riskdpo.evaluation.cache_rows`: the shorter cache
-  and mask are padded on the left, hidden by the mask, and the rows
-  concatenated). A batch of answers of mixed lengths therefore never decodes
-  with idle slots while prompts wait, nor until its longest answer; only when
-  the queue is empty does it shrink. The queue is in length order, so newcomers
+- **The batch is refilled (continuous batching).** When a row emits EOS (or
+  reaches ``max_new_tokens``) it is yielded at once and leaves the batch; once
+  half the slots are free, the next prompts of the queue take them: they are
+  prefilled among themselves (left-padded), their first token is drawn, and
+  their cache is joined to the running one (`riskdpo.evaluation.cache_rows`:
+  the shorter cache and mask are padded on the left, hidden by the mask, and
+  the rows concatenated). A batch of answers of mixed lengths therefore never
+  decodes at under half its size while prompts wait, nor until its longest
+  answer; only when the queue is empty does it shrink. (Models with
+  sliding-window layers, whose cache cannot be joined, get the next batch only
+  when the last has emptied.) The queue is in length order, so newcomers
   are about as long as the prompts they join. Every row keeps its own
   positions, generator and tokens, and padding gets no attention, so greedy text
   is the same as decoding each prompt alone (tested over prompts of 13 to 250
@@ -129,13 +131,19 @@ class _Rows:
 
 
 def _decode(model, tokenizer, prompts, seeds, queue, decoding, batch_size) -> Iterator[Generated]:
-    """Keep `batch_size` rows decoding: whenever rows finish, prefill the next prompts of
-    `queue` and join them to the running rows."""
+    """Keep up to `batch_size` rows decoding: once at least half the slots are free (`refill_at`),
+    prefill the next prompts of `queue` and join them to the running rows. Waiting for half
+    the slots trades a few idle slots for fewer prefill passes, each of which costs about a
+    decoding step. A cache that cannot be joined (sliding-window layers) is refilled only
+    when it has emptied: its batches shrink, as without refilling."""
+    from riskdpo.evaluation.cache_rows import joinable
+
+    refill_at = max(1, batch_size // 2)
     stops = stop_ids(model, tokenizer)
     running: _Rows | None = None
     while queue or running:
         free = batch_size - (len(running.indices) if running else 0)
-        if queue and free:
+        if queue and (running is None or (free >= refill_at and joinable(running.cache))):
             newcomers, queue = _prompt_rows(model, tokenizer, prompts, seeds, queue[:free]), queue[free:]
             finished, newcomers = _step(model, newcomers, decoding, stops)
             running = _join(running, newcomers)
@@ -148,7 +156,7 @@ def _prompt_rows(model, tokenizer, prompts, seeds, indices) -> _Rows:
     """Prompts `indices`, left-padded among themselves, with an empty cache."""
     import torch
 
-    from riskdpo.evaluation.cache_rows import empty_cache
+    from transformers import DynamicCache
 
     device = next(model.parameters()).device
     encoded = tokenizer([prompts[i] for i in indices], return_tensors="pt", padding=True).to(device)
@@ -156,14 +164,14 @@ def _prompt_rows(model, tokenizer, prompts, seeds, indices) -> _Rows:
     generators = [torch.Generator(device=device).manual_seed(seeds[i]) for i in indices]
     positions = (mask.cumsum(-1) - 1).clamp(min=0)  # padding does not shift a row's positions
     produced = [[] for _ in indices]
-    return _Rows(list(indices), generators, produced, encoded["input_ids"], positions, mask, empty_cache(model.config))
+    return _Rows(list(indices), generators, produced, encoded["input_ids"], positions, mask, DynamicCache(config=model.config))
 
 
 def _step(model, rows: _Rows, decoding, stops) -> tuple[list[Generated], _Rows | None]:
     """One forward pass: every row's next token; the answers that finished, and the rows that go on."""
     import torch
 
-    from riskdpo.evaluation.cache_rows import keep_rows
+    from riskdpo.evaluation.cache_rows import joinable, keep_rows
 
     with torch.no_grad():
         logits = model(
@@ -183,7 +191,13 @@ def _step(model, rows: _Rows, decoding, stops) -> tuple[list[Generated], _Rows |
         return finished, None
     select = torch.tensor([row for row, _ in keep], device=rows.mask.device)
     mask = torch.cat([rows.mask, torch.ones_like(rows.mask[:, :1])], dim=1)
-    cache, mask = (rows.cache, mask) if len(keep) == len(tokens) else keep_rows(rows.cache, mask, select)
+    if len(keep) == len(tokens):
+        cache = rows.cache
+    elif joinable(rows.cache):
+        cache, mask = keep_rows(rows.cache, mask, select)
+    else:  # a sliding-window cache drops rows in place; its columns stay as they are
+        cache, mask = rows.cache, mask[select]
+        cache.batch_select_indices(select)
     return finished, _Rows(
         [rows.indices[row] for row, _ in keep], [rows.generators[row] for row, _ in keep], [p for _, p in keep],
         torch.tensor(tokens, device=select.device)[select].unsqueeze(1), rows.positions[select, -1:] + 1, mask, cache,

@@ -166,8 +166,22 @@ def llama_ending(eval_model):
     return ending(LlamaForCausalLM(config).eval(), tokenizer)
 
 
+@pytest.fixture(scope="module")
+def mistral_ending(eval_model):
+    """A tiny random Mistral whose sliding window (16) is shorter than every prompt: its cache cannot be joined."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    tokenizer = load_tokenizer(str(eval_model))
+    config = MistralConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, initializer_range=0.5, pad_token_id=tokenizer.pad_token_id, sliding_window=16,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return ending(MistralForCausalLM(config).eval(), tokenizer)
+
+
 @pytest.mark.parametrize("batch_size", [2, 3, 8])
-@pytest.mark.parametrize("setup", ["phi_ending", "llama_ending"])
+@pytest.mark.parametrize("setup", ["phi_ending", "llama_ending", "mistral_ending"])
 def test_refilled_batches_give_the_greedy_text_of_one_prompt_at_a_time(request, setup, batch_size):
     run = request.getfixturevalue(setup)
     assert answers(run.model, run.tokenizer, run.prompts, LONG, batch_size) == run.alone
@@ -185,11 +199,12 @@ def test_sampled_text_is_the_same_for_every_batch_size_and_refill(phi_ending):
     assert answers(run.model, run.tokenizer, run.prompts, hot, 3, other) != one
 
 
-def test_the_batch_is_refilled_while_prompts_wait(phi_ending):
-    """Forward passes seen by the model: prompts join as rows leave, each prompt is prefilled
-    and answered once, and there are fewer decoding passes, and passes in all, than batches
-    that only shrink (the code before refilling) would need."""
-    run, batch_size = phi_ending, 3
+@pytest.mark.parametrize("batch_size", [3, 8])
+def test_the_batch_is_refilled_while_prompts_wait(phi_ending, batch_size):
+    """Forward passes seen by the model: prompts join once half the slots are free, each prompt
+    is prefilled and answered once, and there are fewer decoding passes, and passes in all,
+    than batches that only shrink (the code before refilling) would need."""
+    run = phi_ending
     seen = []
 
     def record(module, args, kwargs):
@@ -206,7 +221,9 @@ def test_the_batch_is_refilled_while_prompts_wait(phi_ending):
     last_prefill = max(i for i, ((_, width), _) in enumerate(seen) if width > 1)
     decodes = [(i, rows) for i, ((rows, width), _) in enumerate(seen) if width == 1]
     assert sum(prefills) == len(run.prompts) and len(prefills) > len(run.prompts) // batch_size
-    assert all(rows == batch_size for i, rows in decodes if i < last_prefill)  # full while prompts wait
+    refill_at = max(1, batch_size // 2)
+    waiting = [rows for i, rows in decodes if i < last_prefill]
+    assert waiting and min(waiting) > batch_size - refill_at  # never half empty while prompts wait
     tail = [rows for i, rows in decodes if i > last_prefill]
     assert tail == sorted(tail, reverse=True)  # then it only shrinks
     assert all(first_seen for _, first_seen in seen)  # no column hidden from every row is kept
@@ -215,4 +232,6 @@ def test_the_batch_is_refilled_while_prompts_wait(phi_ending):
     lengths = [len(run.tokenizer(p).input_ids) for p in run.prompts]
     groups = length_grouped_order(lengths, batch_size)
     shrinking = [max(passes[i] for i in group) for group in groups]  # passes per batch: one prefill, then decodes
-    assert len(decodes) < sum(shrinking) - len(groups) and len(seen) < sum(shrinking)
+    assert len(decodes) <= sum(shrinking) - len(groups)
+    if refill_at == 1:  # a slot refilled as soon as it is free: strictly fewer passes here
+        assert len(decodes) < sum(shrinking) - len(groups) and len(seen) < sum(shrinking)
