@@ -1,5 +1,6 @@
 """Generation with the real tiny model: rows leaving a batch and prompts refilling it keep
-greedy text (phi and a tiny Llama), the batch stays full while prompts wait, sampling is
+greedy text (phi, a tiny Llama, and a tiny Mistral whose sliding-window cache is never
+joined), the batch never runs half empty while prompts wait, sampling is
 seeded per answer (independent of batching), top-k 1 and a tiny top-p equal greedy, and
 reading an answer keeps the reasoning length."""
 
