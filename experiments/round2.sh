@@ -58,6 +58,12 @@ pairs() {  # pairs STEM INSTRUCTION [make-pairs options...]
 pairs label "$label"
 pairs label_balanced "$label" --balance-positions 5
 pairs cot "$reason" --response cot
+# Arm 4's pairs: the first half of arm 3's (144), to fit the session; reasoning pairs cost
+# about 40 s per step of 8 on this CPU.
+if missing cot_half.jsonl; then
+    head -n 144 "$out/cot.jsonl" > "$out/cot_half.jsonl"
+    cp "$out/cot_val.jsonl" "$out/cot_half_val.jsonl"
+fi
 
 train() {  # train ARM PAIRS_STEM [train options...]
     local arm=$1 stem=$2
@@ -80,8 +86,9 @@ evaluate() {  # evaluate MODEL STEM [eval-choices options...]: OUT/evals/STEM-MO
 }
 # Label choice by log-probability: with the lotteries shuffled over the option lines on
 # all 900 held-out situations (the position control), and as written on the sample's 300.
+shuffled_eval() { evaluate "$1" shuffled --instruction "$label" --shuffle-options "${samples[@]}" "${fresh[@]}"; }
 label_evals() {
-    evaluate "$1" shuffled --instruction "$label" --shuffle-options "${samples[@]}" "${fresh[@]}"
+    shuffled_eval "$1"
     evaluate "$1" written --instruction "$label" "${samples[@]}"
 }
 # Reasoning answers, generated greedily and parsed, lotteries shuffled: a seeded sample of
@@ -99,8 +106,9 @@ train label_dpo_balanced label_balanced
 label_evals label_dpo_balanced
 train cot_sft cot
 reasoning_eval cot_sft
-reasoning_eval base
-label_evals cot_sft
-train cot_sft_dpo_nll cot --model "$out/cot_sft/final-model"
+train cot_sft_dpo_nll cot_half --model "$out/cot_sft/final-model"
 reasoning_eval cot_sft_dpo_nll
-label_evals cot_sft_dpo_nll
+reasoning_eval base
+# The reasoning arms answering by label too: did reasoning change the immediate choice?
+shuffled_eval cot_sft
+shuffled_eval cot_sft_dpo_nll

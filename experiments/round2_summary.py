@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 from summarize import csv_rows, interval
@@ -225,14 +224,9 @@ def step_grades(evaluated: dict, situations) -> list[str]:
 
 
 def training_table(out: Path) -> list[str]:
-    minutes = defaultdict(float)
-    timings = out / "timings.tsv"
-    if timings.is_file():
-        for line in timings.read_text(encoding="utf-8").splitlines():
-            step, seconds = line.rsplit("\t", 1)
-            minutes[step] += int(seconds) / 60
-    lines = ["| arm | objective | pairs | epochs | steps | last-quarter train reward acc / loss | val reward acc | val loss | minutes |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    """One row per finished arm: data, steps, fit, and minutes from its run.json (model loading excluded)."""
+    lines = ["| arm | objective | pairs | epochs | steps | last-quarter train reward acc / loss | val reward acc | val loss "
+             "| minutes (reference + training) |", "|---|---|---|---|---|---|---|---|---|"]
     for arm in ARMS:
         path = out / arm / "run.json"
         if not path.is_file():
@@ -248,9 +242,11 @@ def training_table(out: Path) -> list[str]:
         final = log.val[-1] if log.val else {}
         objective = config["objective"] + (f", β {config['beta']}" if config["objective"] == "dpo" else "")
         objective += f", NLL × {config['nll_weight']}" if config["nll_weight"] else ""
+        timings = run["timings"]
+        minutes = (timings.get("reference_seconds", 0) + timings["train_seconds"] + timings.get("sft_seconds", 0)) / 60
         lines.append(f"| {arm} | {objective} | {run['dataset']['used']} | {config['epochs']} | {run['steps']} | {fit:.2f} "
                      f"| {final.get('rewards/accuracy', float('nan')):.2f} | {final.get('loss', float('nan')):.3f} "
-                     f"| {minutes.get(f'train {arm}', float('nan')):.0f} |")
+                     f"| {minutes:.0f} |")
     return lines
 
 
