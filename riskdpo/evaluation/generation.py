@@ -1,15 +1,25 @@
 """Generated answers: greedy or sampled decoding, one random stream per answer.
 
-`generate_rows` decodes prompts in batches of similar length, left-padded so
-every row's next token follows its last real token (positions count real
-tokens only: ``position = cumsum(attention_mask) - 1``). It keeps the
-key/value cache itself instead of calling ``model.generate``, for two reasons:
+`generate_rows` decodes prompts in a batch of rows, left-padded so every row's
+next token follows its last real token (positions count real tokens only:
+``position = cumsum(attention_mask) - 1``). It keeps the key/value cache itself
+instead of calling ``model.generate``, for two reasons:
 
-- **A finished row leaves the batch.** When a row emits EOS (or reaches
-  ``max_new_tokens``) it is yielded at once and its cache rows are dropped
-  (`DynamicCache.batch_select_indices`), so a batch never decodes until its
-  longest answer; the remaining rows' computation is unchanged, so greedy text
-  is the same as decoding each prompt alone.
+- **The batch is refilled (continuous batching).** When a row emits EOS (or
+  reaches ``max_new_tokens``) it is yielded at once and leaves the batch; once
+  half the slots are free, the next prompts of the queue take them: they are
+  prefilled among themselves (left-padded), their first token is drawn, and
+  their cache is joined to the running one (`riskdpo.evaluation.cache_rows`:
+  the shorter cache and mask are padded on the left, hidden by the mask, and
+  the rows concatenated). A batch of answers of mixed lengths therefore never
+  decodes at under half its size while prompts wait, nor until its longest
+  answer; only when the queue is empty does it shrink. (Models with
+  sliding-window layers, whose cache cannot be joined, get the next batch only
+  when the last has emptied.) The queue is in length order, so newcomers
+  are about as long as the prompts they join. Every row keeps its own
+  positions, generator and tokens, and padding gets no attention, so greedy text
+  is the same as decoding each prompt alone (tested over prompts of 13 to 250
+  tokens and answers cut by EOS and by the limit, on phi and Llama).
 - **Each answer has its own random stream.** Answer k of a situation samples
   from a `torch.Generator` seeded by ``sha256(seed / sheet / situation_id)``
   and k (`answer_seed`), so what it draws depends neither on which other rows
@@ -93,62 +103,121 @@ def generate_rows(
     batch_size: int = 8,
 ) -> Iterator[Generated]:
     """Decode every prompt; yield each answer as soon as it finishes (not in input order)."""
-    import torch
-
-    from riskdpo.models.logps import length_grouped_order
-
     lengths = [len(tokenizer(prompt).input_ids) for prompt in prompts]
-    device = next(model.parameters()).device
+    queue = sorted(range(len(prompts)), key=lengths.__getitem__)  # prompts that join a batch are as long as its own
     padding_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     was_training = model.training
     model.eval()
     try:
-        for indices in length_grouped_order(lengths, batch_size):
-            encoded = tokenizer([prompts[i] for i in indices], return_tensors="pt", padding=True).to(device)
-            generators = [torch.Generator(device=device).manual_seed(seeds[i]) for i in indices]
-            yield from _decode_batch(model, tokenizer, encoded, list(indices), generators, decoding)
+        yield from _decode(model, tokenizer, prompts, seeds, queue, decoding, batch_size)
     finally:
         tokenizer.padding_side = padding_side
         model.train(was_training)
 
 
-def _decode_batch(model, tokenizer, encoded, indices, generators, decoding) -> Iterator[Generated]:
-    """One left-padded batch, shrinking as rows finish."""
+@dataclass(frozen=True)
+class _Rows:
+    """Rows being decoded. ``inputs`` [rows, q] are tokens not yet in ``cache``, at ``positions``
+    [rows, q]; ``mask`` covers the cache's columns and then them."""
+
+    indices: list[int]
+    generators: list[Any]
+    produced: list[list[int]]
+    inputs: Any
+    positions: Any
+    mask: Any
+    cache: Any
+
+
+def _decode(model, tokenizer, prompts, seeds, queue, decoding, batch_size) -> Iterator[Generated]:
+    """Keep up to `batch_size` rows decoding: once at least half the slots are free (`refill_at`),
+    prefill the next prompts of `queue` and join them to the running rows. Waiting for half
+    the slots trades a few idle slots for fewer prefill passes, each of which costs about a
+    decoding step. A cache that cannot be joined (sliding-window layers) is refilled only
+    when it has emptied: its batches shrink, as without refilling."""
+    from riskdpo.evaluation.cache_rows import joinable
+
+    refill_at = max(1, batch_size // 2)
+    stops = stop_ids(model, tokenizer)
+    running: _Rows | None = None
+    while queue or running:
+        free = batch_size - (len(running.indices) if running else 0)
+        if queue and (running is None or (free >= refill_at and joinable(running.cache))):
+            newcomers, queue = _prompt_rows(model, tokenizer, prompts, seeds, queue[:free]), queue[free:]
+            finished, newcomers = _step(model, newcomers, decoding, stops)
+            running = _join(running, newcomers)
+        else:
+            finished, running = _step(model, running, decoding, stops)
+        yield from finished
+
+
+def _prompt_rows(model, tokenizer, prompts, seeds, indices) -> _Rows:
+    """Prompts `indices`, left-padded among themselves, with an empty cache."""
     import torch
+
     from transformers import DynamicCache
 
+    device = next(model.parameters()).device
+    encoded = tokenizer([prompts[i] for i in indices], return_tensors="pt", padding=True).to(device)
     mask = encoded["attention_mask"]
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    inputs = encoded["input_ids"]
-    cache = DynamicCache(config=model.config)
-    produced: list[list[int]] = [[] for _ in indices]
-    stops = stop_ids(model, tokenizer)
-    while indices:
-        with torch.no_grad():  # not around the yields: the caller's code runs between them
-            logits = model(
-                input_ids=inputs, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1
-            ).logits[:, -1, :]
-            tokens = next_tokens(logits, decoding, generators).tolist()
-        keep = []
-        for row, token in enumerate(tokens):
-            ended = token in stops
-            if not ended:
-                produced[row].append(token)
-            if ended or len(produced[row]) >= decoding.max_new_tokens:
-                yield Generated(indices[row], produced[row], ended)
-            else:
-                keep.append(row)
-        if len(keep) < len(tokens) and keep:
-            cache.batch_select_indices(torch.tensor(keep, device=mask.device))
-        select = torch.tensor(keep, dtype=torch.long, device=mask.device)
-        indices = [indices[row] for row in keep]
-        produced = [produced[row] for row in keep]
-        generators = [generators[row] for row in keep]
-        last = torch.tensor(tokens, device=mask.device)[select].unsqueeze(1)
-        mask = torch.cat([mask[select], torch.ones_like(last)], dim=1)
-        positions = positions[select, -1:] + 1
-        inputs = last
+    generators = [torch.Generator(device=device).manual_seed(seeds[i]) for i in indices]
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # padding does not shift a row's positions
+    produced = [[] for _ in indices]
+    return _Rows(list(indices), generators, produced, encoded["input_ids"], positions, mask, DynamicCache(config=model.config))
+
+
+def _step(model, rows: _Rows, decoding, stops) -> tuple[list[Generated], _Rows | None]:
+    """One forward pass: every row's next token; the answers that finished, and the rows that go on."""
+    import torch
+
+    from riskdpo.evaluation.cache_rows import joinable, keep_rows
+
+    with torch.no_grad():
+        logits = model(
+            input_ids=rows.inputs, attention_mask=rows.mask, position_ids=rows.positions, cache=rows.cache,
+            use_cache=True, logits_to_keep=1,
+        ).logits[:, -1, :]
+        tokens = next_tokens(logits, decoding, rows.generators).tolist()
+    finished, keep = [], []
+    for row, (index, produced, token) in enumerate(zip(rows.indices, rows.produced, tokens)):
+        ended = token in stops
+        produced = produced if ended else [*produced, token]
+        if ended or len(produced) >= decoding.max_new_tokens:
+            finished.append(Generated(index, produced, ended))
+        else:
+            keep.append((row, produced))
+    if not keep:
+        return finished, None
+    select = torch.tensor([row for row, _ in keep], device=rows.mask.device)
+    mask = torch.cat([rows.mask, torch.ones_like(rows.mask[:, :1])], dim=1)
+    if len(keep) == len(tokens):
+        cache = rows.cache
+    elif joinable(rows.cache):
+        cache, mask = keep_rows(rows.cache, mask, select)
+    else:  # a sliding-window cache drops rows in place; its columns stay as they are
+        cache, mask = rows.cache, mask[select]
+        cache.batch_select_indices(select)
+    return finished, _Rows(
+        [rows.indices[row] for row, _ in keep], [rows.generators[row] for row, _ in keep], [p for _, p in keep],
+        torch.tensor(tokens, device=select.device)[select].unsqueeze(1), rows.positions[select, -1:] + 1, mask, cache,
+    )
+
+
+def _join(running: _Rows | None, newcomers: _Rows | None) -> _Rows | None:
+    """The rows of both, as one batch (see `riskdpo.evaluation.cache_rows.join_rows`)."""
+    import torch
+
+    from riskdpo.evaluation.cache_rows import join_rows
+
+    if running is None or newcomers is None:
+        return running or newcomers
+    cache, mask = join_rows((running.cache, running.mask), (newcomers.cache, newcomers.mask))
+    return _Rows(
+        running.indices + newcomers.indices, running.generators + newcomers.generators,
+        running.produced + newcomers.produced, torch.cat([running.inputs, newcomers.inputs]),
+        torch.cat([running.positions, newcomers.positions]), mask, cache,
+    )
 
 
 def stop_ids(model: Any, tokenizer: Any) -> set[int]:

@@ -1,12 +1,18 @@
-"""Generation with the real tiny model: rows leaving a batch keep greedy text, sampling is
+"""Generation with the real tiny model: rows leaving a batch and prompts refilling it keep
+greedy text (phi, a tiny Llama, and a tiny Mistral whose sliding-window cache is never
+joined), the batch never runs half empty while prompts wait, sampling is
 seeded per answer (independent of batching), top-k 1 and a tiny top-p equal greedy, and
 reading an answer keeps the reasoning length."""
+
+from dataclasses import dataclass
 
 import pytest
 import torch
 from test_choices import eval_model, eval_situations, loaded, situation  # noqa: F401 (fixtures)
 
 from riskdpo.evaluation.generation import Decoding, answer_seed, generate_rows, next_tokens, answer_record
+from riskdpo.models.loading import load_model, load_tokenizer
+from riskdpo.models.logps import length_grouped_order
 from riskdpo.pairs.prompting import PromptFormat, render_prompt
 
 GREEDY = Decoding(max_new_tokens=10)
@@ -108,3 +114,125 @@ def test_answer_record_grades_and_keeps_reasoning_length():
     assert cut["label"] is None and cut["invalid_reason"] == "truncated"
     # an answer that names nothing although it ended is not called truncated
     assert answer_record(plain, "no idea", 3, True)["invalid_reason"] != "truncated"
+
+
+LONG = Decoding(max_new_tokens=24)
+
+
+@dataclass
+class Ending:
+    """A model whose EOS is a token its greedy answers reach at different steps or never, and
+    prompts of widely different lengths with their answers decoded one at a time."""
+
+    model: object
+    tokenizer: object
+    prompts: list
+    alone: list
+
+
+def ending(model, tokenizer):
+    """Make `model` end its greedy answers to prompts of 13 to 250 tokens at mixed steps (see `Ending`)."""
+    full = [render_prompt(tokenizer, s.prompt, PromptFormat()) for s in eval_situations()]
+    prompts = [p[len(p) * (k % 6) // 6 :] for k, p in enumerate(full)]  # a sixth to all of each prompt
+    alone = [answers(model, tokenizer, [p], LONG, 1)[0] for p in prompts]
+    steps = {t: {a.index(t) for a in alone if t in a} for a in alone for t in a[1:]}
+    # the token first met at the most different steps, among those absent from at least 3 answers
+    stop = max((t for t in steps if sum(t not in a for a in alone) >= 3), key=lambda t: (len(steps[t]), -t))
+    model.generation_config.eos_token_id = stop
+    alone = [answers(model, tokenizer, [p], LONG, 1)[0] for p in prompts]
+    lengths = [len(tokenizer(p).input_ids) for p in prompts]
+    assert min(lengths) < 20 and max(lengths) > 200
+    assert len({len(a) for a in alone if len(a) < LONG.max_new_tokens}) >= 3  # EOS at different steps
+    assert sum(len(a) == LONG.max_new_tokens for a in alone) >= 3  # and the limit
+    return Ending(model, tokenizer, prompts, alone)
+
+
+@pytest.fixture(scope="module")
+def phi_ending(eval_model):
+    """The tiny phi model, loaded apart from `loaded` (its EOS is changed)."""
+    return ending(load_model(str(eval_model)), load_tokenizer(str(eval_model)))
+
+
+@pytest.fixture(scope="module")
+def llama_ending(eval_model):
+    """A tiny random Llama (grouped-query attention, as SmolLM2) with the tiny model's tokenizer."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = load_tokenizer(str(eval_model))
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, initializer_range=0.5, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return ending(LlamaForCausalLM(config).eval(), tokenizer)
+
+
+@pytest.fixture(scope="module")
+def mistral_ending(eval_model):
+    """A tiny random Mistral whose sliding window (16) is shorter than every prompt: its cache cannot be joined."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    tokenizer = load_tokenizer(str(eval_model))
+    config = MistralConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, initializer_range=0.5, pad_token_id=tokenizer.pad_token_id, sliding_window=16,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return ending(MistralForCausalLM(config).eval(), tokenizer)
+
+
+@pytest.mark.parametrize("batch_size", [2, 3, 8])
+@pytest.mark.parametrize("setup", ["phi_ending", "llama_ending", "mistral_ending"])
+def test_refilled_batches_give_the_greedy_text_of_one_prompt_at_a_time(request, setup, batch_size):
+    run = request.getfixturevalue(setup)
+    assert answers(run.model, run.tokenizer, run.prompts, LONG, batch_size) == run.alone
+
+
+def test_sampled_text_is_the_same_for_every_batch_size_and_refill(phi_ending):
+    run = phi_ending
+    hot = Decoding(max_new_tokens=24, temperature=1.0, seed=5)
+    seeds = [answer_seed(5, s, 0) for s in eval_situations()]
+    one = answers(run.model, run.tokenizer, run.prompts, hot, 1, seeds)
+    assert len({len(a) for a in one}) > 1  # rows leave at different steps
+    for batch_size in (3, 8):
+        assert answers(run.model, run.tokenizer, run.prompts, hot, batch_size, seeds) == one
+    other = [answer_seed(6, s, 0) for s in eval_situations()]
+    assert answers(run.model, run.tokenizer, run.prompts, hot, 3, other) != one
+
+
+@pytest.mark.parametrize("batch_size", [3, 8])
+def test_the_batch_is_refilled_while_prompts_wait(phi_ending, batch_size):
+    """Forward passes seen by the model: prompts join once half the slots are free, each prompt
+    is prefilled and answered once, and there are fewer decoding passes, and passes in all,
+    than batches that only shrink (the code before refilling) would need."""
+    run = phi_ending
+    seen = []
+
+    def record(module, args, kwargs):
+        seen.append((kwargs["input_ids"].shape, bool(kwargs["attention_mask"][:, 0].any())))
+
+    hook = run.model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        done = list(generate_rows(run.model, run.tokenizer, run.prompts, range(len(run.prompts)), LONG, batch_size))
+    finally:
+        hook.remove()
+    assert sorted(d.index for d in done) == list(range(len(run.prompts)))
+    assert [d.token_ids for d in sorted(done, key=lambda d: d.index)] == run.alone
+    prefills = [rows for (rows, width), _ in seen if width > 1]
+    last_prefill = max(i for i, ((_, width), _) in enumerate(seen) if width > 1)
+    decodes = [(i, rows) for i, ((rows, width), _) in enumerate(seen) if width == 1]
+    assert sum(prefills) == len(run.prompts) and len(prefills) > len(run.prompts) // batch_size
+    refill_at = max(1, batch_size // 2)
+    waiting = [rows for i, rows in decodes if i < last_prefill]
+    assert waiting and min(waiting) > batch_size - refill_at  # never half empty while prompts wait
+    tail = [rows for i, rows in decodes if i > last_prefill]
+    assert tail == sorted(tail, reverse=True)  # then it only shrinks
+    assert all(first_seen for _, first_seen in seen)  # no column hidden from every row is kept
+    # a row takes one pass per token, and one more for the EOS it does not keep
+    passes = [len(a) + (len(a) < LONG.max_new_tokens) for a in run.alone]
+    lengths = [len(run.tokenizer(p).input_ids) for p in run.prompts]
+    groups = length_grouped_order(lengths, batch_size)
+    shrinking = [max(passes[i] for i in group) for group in groups]  # passes per batch: one prefill, then decodes
+    assert len(decodes) <= sum(shrinking) - len(groups)
+    if refill_at == 1:  # a slot refilled as soon as it is free: strictly fewer passes here
+        assert len(decodes) < sum(shrinking) - len(groups) and len(seen) < sum(shrinking)
