@@ -58,8 +58,7 @@ pairs() {  # pairs STEM INSTRUCTION [make-pairs options...]
 pairs label "$label"
 pairs label_balanced "$label" --balance-positions 5
 pairs cot "$reason" --response cot
-# Arm 4's pairs: the first half of arm 3's (144), to fit the session; reasoning pairs cost
-# about 40 s per step of 8 on this CPU.
+# Arm 4's pairs: the first half of arm 3's (144), to fit the session.
 if missing cot_half.jsonl; then
     head -n 144 "$out/cot.jsonl" > "$out/cot_half.jsonl"
     cp "$out/cot_val.jsonl" "$out/cot_half_val.jsonl"
@@ -113,8 +112,9 @@ reasoning_eval cot_sft reasoning_fresh "${fresh[@]}"
 reasoning_eval base
 # The reasoning arm answering by label: did reasoning change the immediate choice?
 shuffled_eval cot_sft
-# Arm 4 (not in RESULTS.md: a step of 8 reasoning pairs took about 70 s here, so its 18
-# steps and evaluation did not fit the session); run it with ROUND2_ARM4=1.
+# Arm 4 (not in RESULTS.md: at batch 8 it was killed for memory at 24 GiB, and a step of 8
+# reasoning pairs took about 70 s, so it did not fit the session; its config now takes
+# micro-batches of 4); run it with ROUND2_ARM4=1.
 if [ "${ROUND2_ARM4:-0}" = 1 ]; then
     train cot_sft_dpo_nll cot_half --model "$out/cot_sft/final-model"
     reasoning_eval cot_sft_dpo_nll
