@@ -27,7 +27,7 @@ from summarize import csv_rows, interval
 
 from riskdpo.data.shuffle import shuffle_all
 from riskdpo.evaluation.evaluate import read_eval_situations
-from riskdpo.evaluation.features import FEATURES, RULES, chosen_lines, fit_choice_logit, rule_agreement
+from riskdpo.evaluation.features import FEATURES, RULES, chosen_lines, fit_choice_logit, rule_agreement, rule_lines
 from riskdpo.evaluation.reasoning_grades import grade_answer, summarize_grades
 from riskdpo.evaluation.stats import PairedTable, mcnemar_exact, paired_difference_interval, wilson_interval
 from riskdpo.reporting.figures import read_training_log
@@ -92,10 +92,15 @@ def load(out: Path, kind: str) -> dict[str, tuple[dict, dict]]:
     return found
 
 
-def rate_cell(situations, rows) -> str:
+def risk_averse_count(situations, rows) -> tuple[int, int]:
+    """(risk-averse choices, situations scored) among `situations`."""
     keys = [(s.sheet, s.situation_id) for s in situations if (s.sheet, s.situation_id) in rows]
-    hits = sum(rows[k]["category"] == "risk_averse" for k in keys)
-    return interval(hits / len(keys), list(wilson_interval(hits, len(keys)))) if keys else "–"
+    return sum(rows[k]["category"] == "risk_averse" for k in keys), len(keys)
+
+
+def rate_cell(situations, rows) -> str:
+    hits, n = risk_averse_count(situations, rows)
+    return interval(hits / n, list(wilson_interval(hits, n))) if n else "–"
 
 
 def paired(situations, base_rows, rows) -> tuple[str, float]:
@@ -181,7 +186,7 @@ def feature_tables(evaluated: dict, situations) -> list[str]:
         lines_chosen = chosen_lines(situations, choices)
         agreements[model] = rule_agreement(situations, lines_chosen)
         fits[model] = fit_choice_logit(situations, lines_chosen)
-    cara = [min(s.option_labels.index(label) for label in s.risk_averse) for s in situations]
+    cara = [min(rule_lines(s)["cara"]) for s in situations]
     agreements["CARA agent (α = 0.01)"] = rule_agreement(situations, cara)
     lines = ["Share of choices a rule would make, where the rule applies (n situations):\n",
              "| chooser | " + " | ".join(f"{names[r]} (n={agreements['CARA agent (α = 0.01)'][r].n})" for r in RULES) + " |",
@@ -224,16 +229,26 @@ def step_grades(evaluated: dict, situations) -> list[str]:
     return lines
 
 
+def finished_run(out: Path, arm: str) -> dict | None:
+    """The arm's run.json when its training finished, else None."""
+    path = out / arm / "run.json"
+    run = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return run if run and run["status"] == "finished" else None
+
+
+def train_minutes(run: dict) -> float:
+    """Wall minutes of reference log-probs, SFT warm-up and training (model loading excluded)."""
+    timings = run["timings"]
+    return (timings.get("reference_seconds", 0) + timings["train_seconds"] + timings.get("sft_seconds", 0)) / 60
+
+
 def training_table(out: Path) -> list[str]:
     """One row per finished arm: data, steps, fit, and minutes from its run.json (model loading excluded)."""
     lines = ["| arm | objective | pairs | epochs | steps | last-quarter train reward acc / loss | val reward acc | val loss "
              "| minutes (reference + training) |", "|---|---|---|---|---|---|---|---|---|"]
     for arm in ARMS:
-        path = out / arm / "run.json"
-        if not path.is_file():
-            continue
-        run = json.loads(path.read_text(encoding="utf-8"))
-        if run["status"] != "finished":
+        run = finished_run(out, arm)
+        if run is None:
             continue
         config = run["config"]
         log = read_training_log(out / arm / "metrics.jsonl")
@@ -243,11 +258,9 @@ def training_table(out: Path) -> list[str]:
         final = log.val[-1] if log.val else {}
         objective = config["objective"] + (f", β {config['beta']}" if config["objective"] == "dpo" else "")
         objective += f", NLL × {config['nll_weight']}" if config["nll_weight"] else ""
-        timings = run["timings"]
-        minutes = (timings.get("reference_seconds", 0) + timings["train_seconds"] + timings.get("sft_seconds", 0)) / 60
         lines.append(f"| {arm} | {objective} | {run['dataset']['used']} | {config['epochs']} | {run['steps']} | {fit:.2f} "
                      f"| {final.get('rewards/accuracy', float('nan')):.2f} | {final.get('loss', float('nan')):.3f} "
-                     f"| {minutes:.0f} |")
+                     f"| {train_minutes(run):.0f} |")
     return lines
 
 
@@ -265,11 +278,10 @@ def figure(evaluated: dict, situations, path: Path, ylabel: str) -> None:
     for number, (model, (_, rows)) in enumerate(evaluated.items()):
         xs, ys, below, above = [], [], [], []
         for position, level in enumerate(levels):
-            keys = [(s.sheet, s.situation_id) for s in used[level] if (s.sheet, s.situation_id) in rows]
-            hits = sum(rows[k]["category"] == "risk_averse" for k in keys)
-            low, high = wilson_interval(hits, len(keys))
+            hits, n = risk_averse_count(used[level], rows)
+            low, high = wilson_interval(hits, n)
             xs.append(position - 0.4 + width * (number + 0.5))
-            ys.append(hits / len(keys))
+            ys.append(hits / n)
             below.append(ys[-1] - low)
             above.append(high - ys[-1])
         axis.errorbar(xs, ys, yerr=[below, above], fmt="o", capsize=3, label=model)
@@ -291,22 +303,17 @@ def above_reference(situations, rows) -> list[str]:
     used = groups([s for s in situations if (s.sheet, s.situation_id) in rows])
     found = []
     for level in ("all", *STAKES):
-        keys = [(s.sheet, s.situation_id) for s in used[level]]
-        if keys and wilson_interval(sum(rows[k]["category"] == "risk_averse" for k in keys), len(keys))[0] > position_reference(used[level]):
+        hits, n = risk_averse_count(used[level], rows)
+        if n and wilson_interval(hits, n)[0] > position_reference(used[level]):
             found.append(level)
     return found
 
 
-def summary_table(out: Path, held_out, shuffled) -> list[str]:
+def summary_table(out: Path, evaluations: dict[str, dict], shuffled) -> list[str]:
     """One row per model: its cost, its headline rates, and where it clears the position-only chooser."""
-    kinds = {kind: load(out, kind) for kind in ("shuffled", "reasoning", "reasoning_fresh")}
-    minutes = {}
-    for arm in ARMS:
-        path = out / arm / "run.json"
-        if path.is_file() and (run := json.loads(path.read_text(encoding="utf-8")))["status"] == "finished":
-            t = run["timings"]
-            minutes[arm] = f"{run['dataset']['used']} pairs, {run['steps']} steps, " \
-                f"{(t.get('reference_seconds', 0) + t['train_seconds'] + t.get('sft_seconds', 0)) / 60:.0f} min"
+    kinds = {kind: evaluations[kind] for kind in ("shuffled", "reasoning", "reasoning_fresh")}
+    minutes = {arm: f"{run['dataset']['used']} pairs, {run['steps']} steps, {train_minutes(run):.0f} min"
+               for arm in ARMS if (run := finished_run(out, arm))}
     lines = ["| model | training | label, shuffled (900) | Δ vs base | implied α | reasoning, shuffled (sample 150) "
              "| reasoning (fresh 150) | interval above the position-only chooser |", "|---|---|---|---|---|---|---|---|"]
     for model in [m for m in MODELS if any(m in found for found in kinds.values())]:
@@ -333,10 +340,10 @@ def main(out_dir: str, figure_dir: str | None = None) -> None:
     out = Path(out_dir)
     held_out = [s for s in read_eval_situations(out / "heldout.json") if s.sheet.startswith(("test_", "held_"))]
     shuffled = shuffle_all(held_out, 0)
-    print("### summary\n\n" + "\n".join(summary_table(out, held_out, shuffled)) + "\n")
+    evaluations = {kind: load(out, kind) for kind in KINDS}
+    print("### summary\n\n" + "\n".join(summary_table(out, evaluations, shuffled)) + "\n")
     print("### training\n\n" + "\n".join(training_table(out)) + "\n")
-    for kind in KINDS:
-        evaluated = load(out, kind)
+    for kind, evaluated in evaluations.items():
         if not evaluated:
             continue
         situations = held_out if kind == "written" else shuffled

@@ -19,7 +19,7 @@ instead of calling ``model.generate``, for two reasons:
   are about as long as the prompts they join. Every row keeps its own
   positions, generator and tokens, and padding gets no attention, so greedy text
   is the same as decoding each prompt alone (tested over prompts of 13 to 250
-  tokens and answers cut by EOS and by the limit, on phi and Llama).
+  tokens and answers cut by EOS and by the limit, on phi, Llama and Mistral).
 - **Each answer has its own random stream.** Answer k of a situation samples
   from a `torch.Generator` seeded by ``sha256(seed / sheet / situation_id)``
   and k (`answer_seed`), so what it draws depends neither on which other rows
@@ -136,19 +136,22 @@ def _decode(model, tokenizer, prompts, seeds, queue, decoding, batch_size) -> It
     the slots trades a few idle slots for fewer prefill passes, each of which costs about a
     decoding step. A cache that cannot be joined (sliding-window layers) is refilled only
     when it has emptied: its batches shrink, as without refilling."""
+    from transformers import DynamicCache
+
     from riskdpo.evaluation.cache_rows import joinable
 
     refill_at = max(1, batch_size // 2)
+    can_join = joinable(DynamicCache(config=model.config))  # the model's layer kinds: the same for every batch
     stops = stop_ids(model, tokenizer)
     running: _Rows | None = None
     while queue or running:
         free = batch_size - (len(running.indices) if running else 0)
-        if queue and (running is None or (free >= refill_at and joinable(running.cache))):
+        if queue and (running is None or (free >= refill_at and can_join)):
             newcomers, queue = _prompt_rows(model, tokenizer, prompts, seeds, queue[:free]), queue[free:]
-            finished, newcomers = _step(model, newcomers, decoding, stops)
+            finished, newcomers = _step(model, newcomers, decoding, stops, can_join)
             running = _join(running, newcomers)
         else:
-            finished, running = _step(model, running, decoding, stops)
+            finished, running = _step(model, running, decoding, stops, can_join)
         yield from finished
 
 
@@ -167,11 +170,12 @@ def _prompt_rows(model, tokenizer, prompts, seeds, indices) -> _Rows:
     return _Rows(list(indices), generators, produced, encoded["input_ids"], positions, mask, DynamicCache(config=model.config))
 
 
-def _step(model, rows: _Rows, decoding, stops) -> tuple[list[Generated], _Rows | None]:
-    """One forward pass: every row's next token; the answers that finished, and the rows that go on."""
+def _step(model, rows: _Rows, decoding, stops, can_join: bool) -> tuple[list[Generated], _Rows | None]:
+    """One forward pass: every row's next token; the answers that finished, and the rows that go on
+    (`can_join`: whether the cache's rows may be cut apart, see `riskdpo.evaluation.cache_rows`)."""
     import torch
 
-    from riskdpo.evaluation.cache_rows import joinable, keep_rows
+    from riskdpo.evaluation.cache_rows import keep_rows
 
     with torch.no_grad():
         logits = model(
@@ -193,7 +197,7 @@ def _step(model, rows: _Rows, decoding, stops) -> tuple[list[Generated], _Rows |
     mask = torch.cat([rows.mask, torch.ones_like(rows.mask[:, :1])], dim=1)
     if len(keep) == len(tokens):
         cache = rows.cache
-    elif joinable(rows.cache):
+    elif can_join:
         cache, mask = keep_rows(rows.cache, mask, select)
     else:  # a sliding-window cache drops rows in place; its columns stay as they are
         cache, mask = rows.cache, mask[select]

@@ -28,6 +28,7 @@ from typing import Sequence
 
 from riskdpo.data.expected_utility import certainty_equivalent, parse_amount
 from riskdpo.data.labels import canonical_label
+from riskdpo.data.reasoning import expected_value
 from riskdpo.data.situations import Situation
 from riskdpo.evaluation.alpha import stake_scale
 
@@ -103,10 +104,7 @@ def grade_answer(situation: Situation, answer: str, alpha: float = 0.01) -> Grad
     copied = ev_right = ce_right = None
     if known:
         copied = sum(_same_lottery(l.terms, options[l.label].prizes, options[l.label].probs, scale) for l in known) / len(known)
-        ev_right = sum(
-            _close(l.expected_value, certainty_equivalent(options[l.label].prizes, options[l.label].probs, 0.0), scale)
-            for l in known
-        ) / len(known)
+        ev_right = sum(_close(l.expected_value, expected_value(options[l.label]), scale) for l in known) / len(known)
         ce_right = sum(
             l.certainty_equivalent is not None
             and _close(l.certainty_equivalent,
