@@ -20,8 +20,11 @@ loop:
 
 situations/s = situations / loop seconds; the speed-up is riskdpo's
 situations/s over the baseline's. Agreement compares, situation by
-situation, riskdpo's batched greedy answers with the baseline's: the same
-answer text, and the same parsed choice (both unparsed counts as the same).
+situation, riskdpo's batched greedy answers with the baseline's one at a
+time: the same answer text, the same choice when riskdpo's reader
+(`riskdpo.data.answers.read_answer`) reads both texts (what batching changes:
+the target), and the same choice as the baseline's own regex reads its text
+(what the two readers change). Both unparsed counts as the same.
 A last table times the whole `riskdpo eval-choices` command and the whole
 baseline script, start-up and model load included.
 """
@@ -29,6 +32,8 @@ baseline script, start-up and model load included.
 from __future__ import annotations
 
 from pathlib import Path
+
+from riskdpo.data.situations import load_situations
 
 from harness import SectionResult, Table, Target, ratio, read_json, riskdpo_command, run_measured, script_command
 from settings import Settings
@@ -87,6 +92,7 @@ def run_riskdpo(settings: Settings, model: Path, situations: Path, sizes: tuple[
             "--modes", ",".join(MODES),
             "--sizes", ",".join(map(str, sizes)),
             "--batch-size", settings.eval_batch_size,
+            "--generate-batch-size", settings.eval_generate_batch_size,
             "--max-new-tokens", settings.max_new_tokens,
             *instruction_args(settings),
             "--device", settings.device,
@@ -95,6 +101,11 @@ def run_riskdpo(settings: Settings, model: Path, situations: Path, sizes: tuple[
         cores=settings.cores,
     )
     return {**read_json(out), "process_wall_s": measured.wall_s, "peak_rss_mib": measured.peak_rss_mib}
+
+
+def batch_size(settings: Settings, mode: str) -> int:
+    """The batch riskdpo uses in `mode`."""
+    return settings.eval_generate_batch_size if mode == "generate" else settings.eval_batch_size
 
 
 def run_whole_command(settings: Settings, model: Path, situations: Path, mode: str) -> dict:
@@ -106,7 +117,7 @@ def run_whole_command(settings: Settings, model: Path, situations: Path, mode: s
             "--model", model,
             "--situations", situations,
             "--mode", mode,
-            "--batch-size", settings.eval_batch_size,
+            "--batch-size", batch_size(settings, mode),
             "--max-new-tokens", settings.max_new_tokens,
             *instruction_args(settings),
             "--no-progress",
@@ -117,10 +128,19 @@ def run_whole_command(settings: Settings, model: Path, situations: Path, mode: s
     return {"wall_s": measured.wall_s, "peak_rss_mib": measured.peak_rss_mib}
 
 
-def agreement(riskdpo_records: list[dict], baseline_records: list[dict]) -> dict:
-    """Situation-by-situation agreement of two sides' answers and parsed choices."""
+def agreement(riskdpo_records: list[dict], baseline_records: list[dict], situations: dict) -> dict:
+    """Situation-by-situation agreement of two sides' answers and parsed choices; `situations` by id
+    (to read the baseline's text with riskdpo's reader)."""
+    from riskdpo.data.answers import read_answer
+
     pairs = [(ours, theirs) for ours, theirs in zip(riskdpo_records, baseline_records) if not ours.get("skipped")]
     n = len(pairs)
+
+    def read_by_riskdpo(record: dict) -> str | None:
+        situation = situations[record["situation_id"]]
+        return read_answer(record["answer"], situation.option_labels, situation.answer_variants).label
+
+    same_reader = sum(ours["choice"] == read_by_riskdpo(theirs) for ours, theirs in pairs)
     same_text = sum(ours.get("answer") == theirs["answer"] for ours, theirs in pairs if ours.get("answer") is not None)
     same_choice = sum(ours["choice"] == theirs["choice"] for ours, theirs in pairs)
     text_only = sum(
@@ -130,6 +150,7 @@ def agreement(riskdpo_records: list[dict], baseline_records: list[dict]) -> dict
         "situations": n,
         "same_text": same_text / n if n else None,
         "same_choice": same_choice / n if n else None,
+        "same_choice_same_reader": same_reader / n if n else None,
         "different_text": sum(ours.get("answer") != theirs["answer"] for ours, theirs in pairs),
         "same_text_different_choice": text_only,
         "riskdpo_parsed": sum(ours["choice"] is not None for ours, _ in pairs) / n if n else None,
@@ -163,7 +184,7 @@ def eval_section(settings: Settings) -> SectionResult:
         label = "one shared pass per prompt" if mode == "logprob" else "greedy, left-padded"
         rows.append(
             [
-                f"riskdpo eval-choices --mode {mode} ({label}, batch {settings.eval_batch_size})",
+                f"riskdpo eval-choices --mode {mode} ({label}, batch {batch_size(settings, mode)})",
                 run["situations"],
                 ours["load_s"],
                 run["loop_s"],
@@ -187,16 +208,18 @@ def eval_section(settings: Settings) -> SectionResult:
             f"{baseline['mean_new_tokens']:.1f} generated tokens."
         ],
     )
-    generate_agreement = agreement(ours["generate"]["records"], baseline["records"])
-    logprob_agreement = agreement(ours["logprob"]["records"], baseline["records"])
+    by_id = {s.situation_id: s for s in load_situations(situations)}
+    generate_agreement = agreement(ours["generate"]["records"], baseline["records"], by_id)
+    logprob_agreement = agreement(ours["logprob"]["records"], baseline["records"], by_id)
     agree = Table(
         title="Agreement with the baseline, situation by situation",
-        columns=["riskdpo mode", "Situations", "Same answer text", "Same parsed choice", "riskdpo parsed", "Baseline parsed"],
+        columns=["riskdpo mode", "Situations", "Same answer text", "Same choice, one reader", "Same choice, each its reader", "riskdpo parsed", "Baseline parsed"],
         rows=[
             [
                 "generate (greedy)",
                 generate_agreement["situations"],
                 generate_agreement["same_text"],
+                generate_agreement["same_choice_same_reader"],
                 generate_agreement["same_choice"],
                 generate_agreement["riskdpo_parsed"],
                 generate_agreement["baseline_parsed"],
@@ -205,15 +228,17 @@ def eval_section(settings: Settings) -> SectionResult:
                 "logprob (argmax over labels)",
                 logprob_agreement["situations"],
                 None,
+                logprob_agreement["same_choice_same_reader"],
                 logprob_agreement["same_choice"],
                 logprob_agreement["riskdpo_parsed"],
                 logprob_agreement["baseline_parsed"],
             ],
         ],
         notes=[
-            "Rates are fractions of the situations. Same parsed choice counts two unparsed answers as the same; "
-            "logprob always names a label, so it agrees with the baseline only where the baseline's answer parses "
-            "to the most probable label."
+            "Rates are fractions of the situations. One reader: riskdpo's reader reads both sides' texts; each its "
+            "reader: riskdpo's reader its text, the baseline's regex the baseline's. Two unparsed answers count as "
+            "the same; logprob always names a label, so it agrees with the baseline only where the baseline's "
+            "answer reads as the most probable label."
         ],
     )
     def cause(mode: str) -> str:
@@ -221,7 +246,7 @@ def eval_section(settings: Settings) -> SectionResult:
         return (
             f"the baseline takes {1000 / base_rate:.0f} ms per situation, a {baseline['mean_prompt_tokens']:.0f}-token "
             f"prompt then {baseline['mean_new_tokens']:.1f} generated tokens; riskdpo {mode} takes "
-            f"{1000 * run['loop_s'] / run['situations']:.0f} ms per situation in batches of {settings.eval_batch_size}. "
+            f"{1000 * run['loop_s'] / run['situations']:.0f} ms per situation in batches of {batch_size(settings, mode)}. "
             "Every method runs each prompt through the model once, so the speed-up is bounded by how much of the "
             "baseline's time goes to generating tokens one situation at a time"
         )
@@ -230,14 +255,13 @@ def eval_section(settings: Settings) -> SectionResult:
         Target("logprob situations/s over the baseline's", speedups["logprob"], LOGPROB_SPEEDUP, ">=", "x", cause("logprob")),
         Target("batched generate situations/s over the baseline's", speedups["generate"], GENERATE_SPEEDUP, ">=", "x", cause("generate")),
         Target(
-            "greedy batched generate: same parsed choice as the baseline",
-            generate_agreement["same_choice"],
+            "greedy batched generate: same choice as the baseline's one-at-a-time answer, one reader",
+            generate_agreement["same_choice_same_reader"],
             AGREEMENT,
             ">=",
             "",
             f"{generate_agreement['different_text']} situation(s) generate different text batched than one at a time "
-            f"(left padding changes float rounding), {generate_agreement['same_text_different_choice']} have the same "
-            "text but riskdpo's parser and the baseline regex read it differently",
+            "(left padding changes float rounding)",
         ),
     ]
     tables = [speed, agree]

@@ -9,7 +9,8 @@ side. With several ``--sizes`` it scores the first n situations for each n in
 turn (the growth table: time against the number of situations). Several
 ``--modes`` share the one model load.
 
-    python benchmarks/riskdpo_eval.py --model DIR --situations situations.json --modes logprob,generate --sizes 200 --out out.json
+    python benchmarks/riskdpo_eval.py --model DIR --situations situations.json --modes logprob,generate --sizes 200 \
+        --batch-size 16 --generate-batch-size 32 --out out.json
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def run_riskdpo(
     modes: Sequence[str],
     sizes: Sequence[int],
     batch_size: int,
+    generate_batch_size: int,
     max_new_tokens: int,
     instruction: str | None,
     device: str,
@@ -73,12 +75,14 @@ def run_riskdpo(
     result: dict[str, Any] = {
         "model": model_path,
         "batch_size": batch_size,
+        "generate_batch_size": generate_batch_size,
         "max_new_tokens": max_new_tokens,
         "prompt_format": fmt.to_json(),
         "load_s": load_s,
     }
     for mode in modes:
-        options = EvalOptions(mode=mode, batch_size=batch_size, max_new_tokens=max_new_tokens)
+        batch = generate_batch_size if mode == "generate" else batch_size
+        options = EvalOptions(mode=mode, batch_size=batch, max_new_tokens=max_new_tokens)
         result[mode] = time_mode(model, tokenizer, situations, fmt, options, sizes, device)
     return result
 
@@ -90,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--modes", default="logprob,generate", help="comma-separated: logprob, generate")
     parser.add_argument("--sizes", required=True, help="comma-separated numbers of situations, e.g. 25,50,100")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--generate-batch-size", type=int, default=None, help="generate mode's batch (default: --batch-size)")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--instruction", default=None, help="closing instruction to put in each prompt (default: keep the prompt's)")
     parser.add_argument("--device", default="cpu")
@@ -101,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         modes=args.modes.split(","),
         sizes=[int(size) for size in args.sizes.split(",")],
         batch_size=args.batch_size,
+        generate_batch_size=args.generate_batch_size or args.batch_size,
         max_new_tokens=args.max_new_tokens,
         instruction=args.instruction,
         device=args.device,

@@ -60,6 +60,9 @@ class Settings:
     eval_situations: int = 200
     eval_seed: int = 11  # no sheet of data/sample.xlsx uses it
     eval_batch_size: int = 16
+    #: Generate mode's batch: decoding a row costs far less than streaming the weights once per step on
+    #: this CPU, so larger batches pay (see BENCHMARKS.md, evaluation section).
+    eval_generate_batch_size: int = 32
     #: None: prompts keep their own closing instruction ("You can think about which you'd choose and then
     #: output your answer."), as users evaluate; a text replaces it on both sides.
     eval_instruction: str | None = None
@@ -114,6 +117,7 @@ SMOKE = replace(
     eval_model="tiny",
     eval_situations=6,
     eval_batch_size=4,
+    eval_generate_batch_size=4,
     max_new_tokens=4,
     eval_whole_command=False,
     growth_eval_sizes=(3, 6),

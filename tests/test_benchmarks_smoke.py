@@ -108,8 +108,11 @@ def test_train_and_eval_sections_write_well_formed_tables(tmp_path, work):
 
     evaluation = check_section(tmp_path, "eval", "train,eval")
     assert column(evaluation, 0, "Situations") == [6, 6, 6]
-    for rate in column(evaluation, 1, "Same parsed choice"):
-        assert 0 <= rate <= 1
+    for name in ("Same choice, one reader", "Same choice, each its reader"):
+        assert all(0 <= rate <= 1 for rate in column(evaluation, 1, name))
+    generate_text, _ = column(evaluation, 1, "Same answer text")
+    generate_one_reader, _ = column(evaluation, 1, "Same choice, one reader")
+    assert generate_text == 1.0 and generate_one_reader == 1.0  # greedy batched text is the one-at-a-time text
     assert (tmp_path / "BENCHMARKS.md").read_text(encoding="utf-8").count("\n## ") == 2
 
 

@@ -1,16 +1,28 @@
-"""Rows of a key/value cache kept, dropped and joined, for continuous batching.
+"""A key/value cache that appends in place, and its rows kept, dropped and joined, for continuous batching.
 
-`riskdpo.evaluation.generation` keeps its batch full by joining freshly prefilled
-prompts to rows that are already decoding. The two caches differ in length, so the
-shorter is padded on the left to the longer's length, its attention mask with
-zeros, and the two are concatenated along the batch axis. Every row then attends
-exactly as before:
+**Appending in place.** transformers' `DynamicLayer` appends a decoding step's key
+and value by ``torch.cat``, which copies the whole cache: with n cached columns a
+step costs O(n) copying and an answer of m tokens O(m n + m^2). On the 2-core CPU
+with SmolLM2 at batch 16 and ~225 columns that copying was 15% of a decoding step,
+and it grows with the answer (reasoning answers run to thousands of tokens).
+`ReservedLayer` keeps keys and values in buffers with spare columns and exposes
+views of the filled part; a step writes its column into the buffer. When a buffer
+is full it is reallocated with ``min(reserve, n)`` spare columns, so an answer is
+copied O(log) times, and never more than ``reserve`` columns (generation passes
+``max_new_tokens``) sit unused.
+
+**Joining and keeping rows.** `riskdpo.evaluation.generation` keeps its batch full
+by joining freshly prefilled prompts to rows that are already decoding. The two
+caches differ in length, so the shorter is padded on the left to the longer's
+length, its attention mask with zeros, and the rows are stacked. Every row then
+attends exactly as before:
 
 - a key is stored after the rotary embedding, so its position travels with it, and
   a row's next positions are passed to the model (``position_ids``), never read off
   column numbers: moving a row's keys to other columns changes nothing;
 - a column the mask hides gets weight zero (a boolean mask, or -inf added before the
-  softmax), so the zeros padded in add nothing.
+  softmax), and the padded columns hold zeros (never uninitialised memory: weight 0
+  times NaN would still be NaN), so they add nothing.
 
 When rows leave a batch, the leading columns that no remaining row sees (the
 padding of rows that left) are dropped with them, so the cache is never longer
@@ -18,52 +30,126 @@ than its longest remaining row.
 
 A mask here covers the cache's columns followed by the tokens not yet in it, the
 same number for both sides of a join. Only a cache whose every layer keeps all
-columns (`DynamicLayer`, full attention) can be cut and joined (`joinable`): a
-sliding-window layer keeps only its last W columns and counts positions itself, so
-its rows cannot be padded or moved; generation then lets rows leave without joining.
+columns (full attention) can be cut and joined (`joinable`): a sliding-window layer
+keeps only its last W columns and counts positions itself, so its rows cannot be
+padded or moved; generation then uses transformers' own cache and lets rows leave
+without joining.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
+
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+
+class ReservedLayer(DynamicLayer):
+    """A full-attention cache layer whose keys and values are views of buffers with spare columns.
+
+    Buffers are [rows, heads, capacity, head_dim]; ``keys``/``values`` are their
+    first n columns. Everything else transformers does with a `DynamicLayer`
+    (sequence length, mask sizes) reads those views and works unchanged.
+    """
+
+    def __init__(self, reserve: int) -> None:
+        super().__init__()
+        self.reserve = max(1, reserve)
+        self._buffers: tuple[Any, Any] | None = None
+
+    def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        """Write the new columns after the filled ones (reallocating when full); return all filled columns."""
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        filled = self.get_seq_length()
+        needed = filled + key_states.shape[-2]
+        if not self._holds_views() or needed > self._buffers[0].shape[-2]:
+            keys, values = _allocate(key_states, needed, self.reserve), _allocate(value_states, needed, self.reserve)
+            if filled:
+                keys[:, :, :filled], values[:, :, :filled] = self.keys, self.values
+            self._hold(keys, values, filled)
+        keys, values = self._buffers
+        keys[:, :, filled:needed] = key_states
+        values[:, :, filled:needed] = value_states
+        self.keys, self.values = keys[:, :, :needed], values[:, :, :needed]
+        return self.keys, self.values
+
+    def _holds_views(self) -> bool:
+        """Whether ``keys`` still starts the key buffer (transformers' own methods, e.g. selecting rows,
+        replace ``keys`` with new tensors; the next update then copies them into new buffers)."""
+        return self._buffers is not None and self.keys.data_ptr() == self._buffers[0].data_ptr()
+
+    def _hold(self, keys: Any, values: Any, filled: int) -> None:
+        self._buffers = (keys, values)
+        self.keys, self.values = keys[:, :, :filled], values[:, :, :filled]
+        self.device, self.is_initialized = keys.device, True
+
+
+def _allocate(like: Any, columns: int, reserve: int) -> Any:
+    """An uninitialised buffer shaped like `like` with room for `columns` + min(reserve, columns) columns."""
+    rows, heads, _, dim = like.shape
+    return like.new_empty(rows, heads, columns + min(reserve, columns), dim)
+
+
+def reserved_cache(config: Any, reserve: int) -> Any:
+    """An empty cache for a model of `config`: `ReservedLayer`s (spare room for `reserve` columns) where
+    every layer is full attention, transformers' own layers otherwise."""
+    cache = DynamicCache(config=config)
+    if joinable(cache):
+        cache.layers = [ReservedLayer(reserve) for _ in cache.layers]
+    return cache
 
 
 def joinable(cache: Any) -> bool:
     """True when every layer of `cache` keeps all its columns, so that its rows can be cut apart and joined."""
-    from transformers.cache_utils import DynamicLayer
-
-    return all(type(layer) is DynamicLayer for layer in cache.layers)
+    return all(type(layer) in (DynamicLayer, ReservedLayer) for layer in cache.layers)
 
 
 def keep_rows(cache: Any, mask: Any, rows: Any) -> tuple[Any, Any]:
     """The cache and mask of `rows` only (a 1-D index tensor), without the leading columns none of them sees."""
-    from transformers.cache_utils import DynamicCache
-
     mask = mask[rows]
     first = int(mask.any(dim=0).int().argmax())  # every row sees its own tokens, so some column is seen
-    layers = [(layer.keys[rows, :, first:], layer.values[rows, :, first:]) for layer in cache.layers]
-    return DynamicCache(ddp_cache_data=layers), mask[:, first:]
+    blocks = [[(layer.keys[rows, :, first:], layer.values[rows, :, first:])] for layer in cache.layers]
+    return _stacked_cache(cache, blocks), mask[:, first:]
 
 
 def join_rows(first: tuple[Any, Any], second: tuple[Any, Any]) -> tuple[Any, Any]:
     """One batch of the rows of two (cache, mask) pairs, first's rows on top; the shorter is left-padded."""
-    from transformers.cache_utils import DynamicCache
-
-    width = max(first[1].shape[1], second[1].shape[1])
-    pads = (width - first[1].shape[1], width - second[1].shape[1])
-    layers = [
-        (_stack(top.keys, bottom.keys, pads, dim=2), _stack(top.values, bottom.values, pads, dim=2))
-        for top, bottom in zip(first[0].layers, second[0].layers)
-    ]
-    return DynamicCache(ddp_cache_data=layers), _stack(first[1], second[1], pads, dim=1)
-
-
-def _stack(top: Any, bottom: Any, pads: tuple[int, int], dim: int) -> Any:
-    """`top` over `bottom` (batch axis 0), each first given pads[i] zero columns at the start of axis `dim`."""
     import torch
 
-    def padded(tensor, width):
-        zeros = tensor.new_zeros(*tensor.shape[:dim], width, *tensor.shape[dim + 1 :])
-        return torch.cat([zeros, tensor], dim=dim)
+    width = max(first[1].shape[1], second[1].shape[1])
+    blocks = [
+        [(top.keys, top.values), (bottom.keys, bottom.values)] for top, bottom in zip(first[0].layers, second[0].layers)
+    ]
+    masks = [torch.nn.functional.pad(mask, (width - mask.shape[1], 0)) for mask in (first[1], second[1])]
+    return _stacked_cache(first[0], blocks), torch.cat(masks)
 
-    return torch.cat([padded(top, pads[0]), padded(bottom, pads[1])])
+
+def _stacked_cache(like: Any, blocks: Sequence[Sequence[tuple[Any, Any]]]) -> Any:
+    """A cache whose layer i holds the (keys, values) blocks of blocks[i] stacked along rows, each
+    right-aligned to the widest and zero on its left; the spare room of `like`'s first layer."""
+    reserve = getattr(like.layers[0], "reserve", 1)
+    layers = []
+    for layer_blocks in blocks:
+        width = max(keys.shape[2] for keys, _ in layer_blocks)
+        layer = ReservedLayer(reserve)
+        stacked = [_right_aligned([part[i] for part in layer_blocks], width, reserve) for i in (0, 1)]
+        layer._hold(stacked[0], stacked[1], width)
+        layers.append(layer)
+    cache = DynamicCache()
+    cache.layers = layers
+    return cache
+
+
+def _right_aligned(parts: Sequence[Any], width: int, reserve: int) -> Any:
+    """A buffer holding `parts` stacked along rows, each in the last of `width` columns, zeros before."""
+    rows = sum(part.shape[0] for part in parts)
+    _, heads, _, dim = parts[0].shape
+    buffer = parts[0].new_empty(rows, heads, width + min(reserve, width), dim)
+    row = 0
+    for part in parts:
+        pad = width - part.shape[2]
+        buffer[row : row + part.shape[0], :, :pad] = 0
+        buffer[row : row + part.shape[0], :, pad:width] = part
+        row += part.shape[0]
+    return buffer

@@ -3,23 +3,28 @@
 `generate_rows` decodes prompts in a batch of rows, left-padded so every row's
 next token follows its last real token (positions count real tokens only:
 ``position = cumsum(attention_mask) - 1``). It keeps the key/value cache itself
-instead of calling ``model.generate``, for two reasons:
+instead of calling ``model.generate``, for three reasons:
 
 - **The batch is refilled (continuous batching).** When a row emits EOS (or
-  reaches ``max_new_tokens``) it is yielded at once and leaves the batch; once
-  half the slots are free, the next prompts of the queue take them: they are
-  prefilled among themselves (left-padded), their first token is drawn, and
-  their cache is joined to the running one (`riskdpo.evaluation.cache_rows`:
-  the shorter cache and mask are padded on the left, hidden by the mask, and
-  the rows concatenated). A batch of answers of mixed lengths therefore never
-  decodes at under half its size while prompts wait, nor until its longest
-  answer; only when the queue is empty does it shrink. (Models with
-  sliding-window layers, whose cache cannot be joined, get the next batch only
-  when the last has emptied.) The queue is in length order, so newcomers
-  are about as long as the prompts they join. Every row keeps its own
-  positions, generator and tokens, and padding gets no attention, so greedy text
-  is the same as decoding each prompt alone (tested over prompts of 13 to 250
-  tokens and answers cut by EOS and by the limit, on phi, Llama and Mistral).
+  reaches ``max_new_tokens``) its answer is yielded at once; the row runs along,
+  its output ignored, until an eighth of the batch is done. Then the done rows are
+  cut out of the cache and the next prompts of the queue take their slots: they
+  are prefilled among themselves (left-padded), their first token is drawn, and
+  their cache is joined to the running one (`riskdpo.evaluation.cache_rows`: the
+  shorter cache and mask are padded on the left, hidden by the mask, and the rows
+  stacked). Cutting and joining copy the cache, so they are done for several rows
+  at once. A batch of answers of mixed lengths therefore never decodes with a free
+  slot while prompts wait, nor until its longest answer; only when the queue is
+  empty does it shrink. (Models with sliding-window layers, whose cache cannot be
+  joined, get the next batch only when the last has emptied.) The queue is in
+  length order, so newcomers are about as long as the prompts they join. Every
+  row keeps its own positions, generator and tokens, and padding gets no
+  attention, so greedy text is the same as decoding each prompt alone (tested over
+  prompts of 13 to 250 tokens and answers cut by EOS and by the limit, on phi,
+  Llama and Mistral).
+- **The cache appends in place.** Its layers keep spare columns
+  (`riskdpo.evaluation.cache_rows.ReservedLayer`), so a decoding step writes one
+  column instead of copying the whole cache as transformers' own layers do.
 - **Each answer has its own random stream.** Answer k of a situation samples
   from a `torch.Generator` seeded by ``sha256(seed / sheet / situation_id)``
   and k (`answer_seed`), so what it draws depends neither on which other rows
@@ -119,11 +124,13 @@ def generate_rows(
 @dataclass(frozen=True)
 class _Rows:
     """Rows being decoded. ``inputs`` [rows, q] are tokens not yet in ``cache``, at ``positions``
-    [rows, q]; ``mask`` covers the cache's columns and then them."""
+    [rows, q]; ``mask`` covers the cache's columns and then them. A row whose answer is ``done``
+    has been yielded already and only runs along until the batch is compacted (`_compact`)."""
 
     indices: list[int]
     generators: list[Any]
     produced: list[list[int]]
+    done: list[bool]
     inputs: Any
     positions: Any
     mask: Any
@@ -131,96 +138,119 @@ class _Rows:
 
 
 def _decode(model, tokenizer, prompts, seeds, queue, decoding, batch_size) -> Iterator[Generated]:
-    """Keep up to `batch_size` rows decoding: once at least half the slots are free (`refill_at`),
-    prefill the next prompts of `queue` and join them to the running rows. Waiting for half
-    the slots trades a few idle slots for fewer prefill passes, each of which costs about a
-    decoding step. A cache that cannot be joined (sliding-window layers) is refilled only
-    when it has emptied: its batches shrink, as without refilling."""
-    from transformers import DynamicCache
+    """Keep up to `batch_size` rows decoding, refilling from `queue` and compacting in bulk.
 
-    from riskdpo.evaluation.cache_rows import joinable
+    A finished answer is yielded at once, but its row runs along (its output ignored)
+    until `compact_at` rows are done: then the done rows are cut out of the cache and,
+    while prompts wait, the freed slots are refilled with the next prompts, prefilled
+    and joined in the same round. Cutting and joining each copy the whole cache, about
+    as costly as decoding a few rows for several steps, so they are done for several
+    rows at once (an eighth of the batch) instead of for each answer as it ends. A
+    cache that cannot be joined (sliding-window layers) gets the next prompts only when
+    the last batch has ended: its batches shrink, as without refilling."""
+    from riskdpo.evaluation.cache_rows import joinable, reserved_cache
 
-    refill_at = max(1, batch_size // 2)
-    can_join = joinable(DynamicCache(config=model.config))  # the model's layer kinds: the same for every batch
+    compact_at = max(1, batch_size // 8)
+    can_join = joinable(reserved_cache(model.config, 1))  # the model's layer kinds: the same for every batch
     stops = stop_ids(model, tokenizer)
     running: _Rows | None = None
     while queue or running:
+        if running is not None:
+            done = sum(running.done)
+            if done >= compact_at or done == len(running.done):
+                running = _compact(running, can_join)
+                if running is None and not queue:
+                    return
         free = batch_size - (len(running.indices) if running else 0)
-        if queue and (running is None or (free >= refill_at and can_join)):
-            newcomers, queue = _prompt_rows(model, tokenizer, prompts, seeds, queue[:free]), queue[free:]
-            finished, newcomers = _step(model, newcomers, decoding, stops, can_join)
+        if queue and (running is None or (free >= compact_at and can_join)):
+            newcomers = _prompt_rows(model, tokenizer, prompts, seeds, queue[:free], decoding.max_new_tokens)
+            queue = queue[free:]
+            finished, newcomers = _step(model, newcomers, decoding, stops)
             running = _join(running, newcomers)
         else:
-            finished, running = _step(model, running, decoding, stops, can_join)
+            finished, running = _step(model, running, decoding, stops)
         yield from finished
 
 
-def _prompt_rows(model, tokenizer, prompts, seeds, indices) -> _Rows:
-    """Prompts `indices`, left-padded among themselves, with an empty cache."""
+def _prompt_rows(model, tokenizer, prompts, seeds, indices, reserve: int) -> _Rows:
+    """Prompts `indices`, left-padded among themselves, with an empty cache that has room for
+    `reserve` more columns (`riskdpo.evaluation.cache_rows.reserved_cache`)."""
     import torch
 
-    from transformers import DynamicCache
+    from riskdpo.evaluation.cache_rows import reserved_cache
 
     device = next(model.parameters()).device
     encoded = tokenizer([prompts[i] for i in indices], return_tensors="pt", padding=True).to(device)
     mask = encoded["attention_mask"]
     generators = [torch.Generator(device=device).manual_seed(seeds[i]) for i in indices]
     positions = (mask.cumsum(-1) - 1).clamp(min=0)  # padding does not shift a row's positions
-    produced = [[] for _ in indices]
-    return _Rows(list(indices), generators, produced, encoded["input_ids"], positions, mask, DynamicCache(config=model.config))
+    return _Rows(
+        list(indices), generators, [[] for _ in indices], [False] * len(indices), encoded["input_ids"], positions,
+        mask, reserved_cache(model.config, reserve),
+    )
 
 
-def _step(model, rows: _Rows, decoding, stops, can_join: bool) -> tuple[list[Generated], _Rows | None]:
-    """One forward pass: every row's next token; the answers that finished, and the rows that go on
-    (`can_join`: whether the cache's rows may be cut apart, see `riskdpo.evaluation.cache_rows`)."""
+def _step(model, rows: _Rows, decoding, stops) -> tuple[list[Generated], _Rows]:
+    """One forward pass: every row's next token; the answers that finished, and the rows advanced."""
     import torch
-
-    from riskdpo.evaluation.cache_rows import keep_rows
 
     with torch.no_grad():
         logits = model(
             input_ids=rows.inputs, attention_mask=rows.mask, position_ids=rows.positions, cache=rows.cache,
             use_cache=True, logits_to_keep=1,
         ).logits[:, -1, :]
-        tokens = next_tokens(logits, decoding, rows.generators).tolist()
-    finished, keep = [], []
-    for row, (index, produced, token) in enumerate(zip(rows.indices, rows.produced, tokens)):
+        tokens = next_tokens(logits, decoding, rows.generators)
+    finished, produced, done = [], [], []
+    for index, so_far, was_done, token in zip(rows.indices, rows.produced, rows.done, tokens.tolist()):
         ended = token in stops
-        produced = produced if ended else [*produced, token]
-        if ended or len(produced) >= decoding.max_new_tokens:
-            finished.append(Generated(index, produced, ended))
-        else:
-            keep.append((row, produced))
-    if not keep:
-        return finished, None
-    select = torch.tensor([row for row, _ in keep], device=rows.mask.device)
+        now = so_far if was_done or ended else [*so_far, token]
+        if not was_done and (ended or len(now) >= decoding.max_new_tokens):
+            finished.append(Generated(index, now, ended))
+        produced.append(now)
+        done.append(was_done or ended or len(now) >= decoding.max_new_tokens)
     mask = torch.cat([rows.mask, torch.ones_like(rows.mask[:, :1])], dim=1)
-    if len(keep) == len(tokens):
-        cache = rows.cache
-    elif can_join:
-        cache, mask = keep_rows(rows.cache, mask, select)
-    else:  # a sliding-window cache drops rows in place; its columns stay as they are
-        cache, mask = rows.cache, mask[select]
-        cache.batch_select_indices(select)
     return finished, _Rows(
-        [rows.indices[row] for row, _ in keep], [rows.generators[row] for row, _ in keep], [p for _, p in keep],
-        torch.tensor(tokens, device=select.device)[select].unsqueeze(1), rows.positions[select, -1:] + 1, mask, cache,
+        rows.indices, rows.generators, produced, done, tokens.unsqueeze(1), rows.positions[:, -1:] + 1, mask,
+        rows.cache,
     )
 
 
-def _join(running: _Rows | None, newcomers: _Rows | None) -> _Rows | None:
+def _compact(rows: _Rows, can_join: bool) -> _Rows | None:
+    """The rows whose answers are not done, None if none (`can_join`: whether the cache's rows may be
+    cut apart, see `riskdpo.evaluation.cache_rows`; a sliding-window cache drops rows in place)."""
+    import torch
+
+    from riskdpo.evaluation.cache_rows import keep_rows
+
+    kept = [row for row, done in enumerate(rows.done) if not done]
+    if not kept:
+        return None
+    select = torch.tensor(kept, device=rows.mask.device)
+    if can_join:
+        cache, mask = keep_rows(rows.cache, rows.mask, select)
+    else:
+        cache, mask = rows.cache, rows.mask[select]
+        cache.batch_select_indices(select)
+    return _Rows(
+        [rows.indices[row] for row in kept], [rows.generators[row] for row in kept],
+        [rows.produced[row] for row in kept], [False] * len(kept), rows.inputs[select], rows.positions[select],
+        mask, cache,
+    )
+
+
+def _join(running: _Rows | None, newcomers: _Rows) -> _Rows:
     """The rows of both, as one batch (see `riskdpo.evaluation.cache_rows.join_rows`)."""
     import torch
 
     from riskdpo.evaluation.cache_rows import join_rows
 
-    if running is None or newcomers is None:
-        return running or newcomers
+    if running is None:
+        return newcomers
     cache, mask = join_rows((running.cache, running.mask), (newcomers.cache, newcomers.mask))
     return _Rows(
         running.indices + newcomers.indices, running.generators + newcomers.generators,
-        running.produced + newcomers.produced, torch.cat([running.inputs, newcomers.inputs]),
-        torch.cat([running.positions, newcomers.positions]), mask, cache,
+        running.produced + newcomers.produced, running.done + newcomers.done,
+        torch.cat([running.inputs, newcomers.inputs]), torch.cat([running.positions, newcomers.positions]), mask, cache,
     )
 
 

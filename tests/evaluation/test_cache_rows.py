@@ -1,11 +1,14 @@
 """Cache rows kept and joined (riskdpo.evaluation.cache_rows), on real DynamicCache objects:
 left padding hidden by the mask, leading columns no row sees dropped, sliding-window
-caches not joinable. That decoding through them keeps greedy text is in test_generation.py."""
+caches not joinable; and the layer that appends in place (`ReservedLayer`) against
+transformers' own. That decoding through them keeps greedy text is in test_generation.py."""
 
+import pytest
 import torch
 from transformers import DynamicCache, MistralConfig, PhiConfig
+from transformers.cache_utils import DynamicLayer
 
-from riskdpo.evaluation.cache_rows import join_rows, joinable, keep_rows
+from riskdpo.evaluation.cache_rows import ReservedLayer, join_rows, joinable, keep_rows, reserved_cache
 
 
 def cache_of(*columns_per_row, layers=2):
@@ -44,3 +47,47 @@ def test_keep_rows_drops_the_columns_no_kept_row_sees():
 def test_only_caches_that_keep_every_column_are_joinable():
     assert joinable(DynamicCache(config=PhiConfig(num_hidden_layers=2)))
     assert not joinable(DynamicCache(config=MistralConfig(num_hidden_layers=2, sliding_window=64)))
+
+
+@pytest.mark.parametrize("reserve", [1, 3, 100])
+def test_a_reserved_layer_holds_what_a_dynamic_layer_holds_through_growth_and_row_selection(reserve):
+    torch.manual_seed(0)
+    reserved, dynamic = ReservedLayer(reserve), DynamicLayer()
+    for step, columns in enumerate([5, 1, 1, 1, 1, 1, 1, 1, 1, 4, 1]):
+        keys, values = torch.randn(3, 2, columns, 4), torch.randn(3, 2, columns, 4)
+        if step == 6:  # transformers' own row selection replaces the views with new tensors
+            reserved.batch_select_indices(torch.tensor([0, 2, 1]))
+            dynamic.batch_select_indices(torch.tensor([0, 2, 1]))
+        got, expected = reserved.update(keys, values), dynamic.update(keys, values)
+        assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+        assert reserved.get_seq_length() == dynamic.get_seq_length()
+
+
+def test_a_step_within_the_reserve_writes_in_place_and_a_full_buffer_grows_by_at_most_the_reserve():
+    layer = ReservedLayer(reserve=8)
+    layer.update(torch.ones(2, 1, 10, 4), torch.ones(2, 1, 10, 4))
+    start = layer.keys.data_ptr()
+    for _ in range(8):  # 10 columns reserve min(8, 10) = 8 more
+        layer.update(torch.zeros(2, 1, 1, 4), torch.zeros(2, 1, 1, 4))
+        assert layer.keys.data_ptr() == start  # no copy of the cache
+    layer.update(torch.zeros(2, 1, 1, 4), torch.zeros(2, 1, 1, 4))
+    assert layer.keys.data_ptr() != start and layer.get_seq_length() == 19
+    assert layer.keys[:, :, :10].eq(1).all() and layer.keys[:, :, 10:].eq(0).all()
+    assert layer._buffers[0].shape[2] == 19 + 8
+
+
+def test_kept_and_joined_rows_have_zero_padding_never_uninitialised_memory():
+    full = ReservedLayer(reserve=50)
+    full.update(torch.full((1, 1, 2, 1), float("nan")), torch.full((1, 1, 2, 1), float("nan")))
+    del full  # freed memory holding NaNs, which a new buffer may reuse
+    top, top_mask = cache_of(1)
+    bottom, bottom_mask = cache_of(40)
+    cache, mask = join_rows((top, top_mask), (bottom, bottom_mask))
+    assert all(torch.isfinite(layer.keys).all() and torch.isfinite(layer.values).all() for layer in cache.layers)
+    assert mask[0].tolist() == [0] * 39 + [1, 1]
+
+
+def test_a_reserved_cache_is_used_only_where_every_layer_is_full_attention():
+    assert all(type(layer) is ReservedLayer for layer in reserved_cache(PhiConfig(num_hidden_layers=2), 8).layers)
+    sliding = reserved_cache(MistralConfig(num_hidden_layers=2, sliding_window=64), 8)
+    assert not any(isinstance(layer, ReservedLayer) for layer in sliding.layers) and not joinable(sliding)

@@ -181,11 +181,12 @@ def mistral_ending(eval_model):
     return ending(MistralForCausalLM(config).eval(), tokenizer)
 
 
-@pytest.mark.parametrize("batch_size", [2, 3, 8])
+@pytest.mark.parametrize("batch_size", [2, 3, 8, 16])
 @pytest.mark.parametrize("setup", ["phi_ending", "llama_ending", "mistral_ending"])
 def test_refilled_batches_give_the_greedy_text_of_one_prompt_at_a_time(request, setup, batch_size):
+    """Over the prompts twice, so that at batch 16 two done rows run along before they are cut out."""
     run = request.getfixturevalue(setup)
-    assert answers(run.model, run.tokenizer, run.prompts, LONG, batch_size) == run.alone
+    assert answers(run.model, run.tokenizer, run.prompts * 2, LONG, batch_size) == run.alone * 2
 
 
 def test_sampled_text_is_the_same_for_every_batch_size_and_refill(phi_ending):
@@ -194,18 +195,21 @@ def test_sampled_text_is_the_same_for_every_batch_size_and_refill(phi_ending):
     seeds = [answer_seed(5, s, 0) for s in eval_situations()]
     one = answers(run.model, run.tokenizer, run.prompts, hot, 1, seeds)
     assert len({len(a) for a in one}) > 1  # rows leave at different steps
-    for batch_size in (3, 8):
+    for batch_size in (3, 8, 16):
         assert answers(run.model, run.tokenizer, run.prompts, hot, batch_size, seeds) == one
     other = [answer_seed(6, s, 0) for s in eval_situations()]
     assert answers(run.model, run.tokenizer, run.prompts, hot, 3, other) != one
 
 
-@pytest.mark.parametrize("batch_size", [3, 8])
+@pytest.mark.parametrize("batch_size", [3, 8, 16, 24])
 def test_the_batch_is_refilled_while_prompts_wait(phi_ending, batch_size):
-    """Forward passes seen by the model: prompts join once half the slots are free, each prompt
-    is prefilled and answered once, and there are fewer decoding passes, and passes in all,
-    than batches that only shrink (the code before refilling) would need."""
+    """Forward passes seen by the model, over the prompts twice: while prompts wait every decoding
+    pass is full (rows whose answers are done run along until an eighth of the batch is done,
+    then they are cut out and their slots refilled), each prompt is prefilled and answered once,
+    and there are fewer decoding passes than batches that only shrink (the code before
+    refilling) would need."""
     run = phi_ending
+    prompts, alone = run.prompts * 2, run.alone * 2
     seen = []
 
     def record(module, args, kwargs):
@@ -213,26 +217,27 @@ def test_the_batch_is_refilled_while_prompts_wait(phi_ending, batch_size):
 
     hook = run.model.register_forward_pre_hook(record, with_kwargs=True)
     try:
-        done = list(generate_rows(run.model, run.tokenizer, run.prompts, range(len(run.prompts)), LONG, batch_size))
+        done = list(generate_rows(run.model, run.tokenizer, prompts, range(len(prompts)), LONG, batch_size))
     finally:
         hook.remove()
-    assert sorted(d.index for d in done) == list(range(len(run.prompts)))
-    assert [d.token_ids for d in sorted(done, key=lambda d: d.index)] == run.alone
+    assert sorted(d.index for d in done) == list(range(len(prompts)))
+    assert [d.token_ids for d in sorted(done, key=lambda d: d.index)] == alone
     prefills = [rows for (rows, width), _ in seen if width > 1]
     last_prefill = max(i for i, ((_, width), _) in enumerate(seen) if width > 1)
     decodes = [(i, rows) for i, ((rows, width), _) in enumerate(seen) if width == 1]
-    assert sum(prefills) == len(run.prompts) and len(prefills) > len(run.prompts) // batch_size
-    refill_at = max(1, batch_size // 2)
+    assert sum(prefills) == len(prompts) and len(prefills) > len(prompts) // batch_size
     waiting = [rows for i, rows in decodes if i < last_prefill]
-    assert waiting and min(waiting) > batch_size - refill_at  # never half empty while prompts wait
+    assert waiting and set(waiting) == {batch_size}  # never a free slot while prompts wait
     tail = [rows for i, rows in decodes if i > last_prefill]
     assert tail == sorted(tail, reverse=True)  # then it only shrinks
+    compact_at = max(1, batch_size // 8)
+    assert len(set(tail)) <= len(tail) // compact_at + 1  # shrinking by cutting several done rows at once
     assert all(first_seen for _, first_seen in seen)  # no column hidden from every row is kept
     # a row takes one pass per token, and one more for the EOS it does not keep
-    passes = [len(a) + (len(a) < LONG.max_new_tokens) for a in run.alone]
-    lengths = [len(run.tokenizer(p).input_ids) for p in run.prompts]
+    passes = [len(a) + (len(a) < LONG.max_new_tokens) for a in alone]
+    lengths = [len(run.tokenizer(p).input_ids) for p in prompts]
     groups = length_grouped_order(lengths, batch_size)
     shrinking = [max(passes[i] for i in group) for group in groups]  # passes per batch: one prefill, then decodes
     assert len(decodes) <= sum(shrinking) - len(groups)
-    if refill_at == 1:  # a slot refilled as soon as it is free: strictly fewer passes here
-        assert len(decodes) < sum(shrinking) - len(groups) and len(seen) < sum(shrinking)
+    if len(groups) > 2:  # here every batch but the last holds a 24-token answer: refilling saves passes
+        assert len(decodes) < sum(shrinking) - len(groups)
