@@ -23,8 +23,9 @@ softmax of the l_j summed over the risk-averse labels:
 
     P(risk-averse) = sum_{j in RA} exp(l_j) / sum_k exp(l_k)
 
-All options of a situation share one pass over the prompt and situations are
-batched by length (`riskdpo.models.logps.completion_logps`). When two options'
+All options of a situation share one pass over the prompt, the token prefix all
+prompts share (the chat template's opening) is run once for all of them, and
+situations are batched by length (`riskdpo.models.logps.completion_logps`). When two options'
 completions tokenize to the same ids the comparison is meaningless: such a
 situation is skipped and counted (`indistinct_labels`), never scored.
 
@@ -125,7 +126,8 @@ def logprob_choices(
     token_ids = [tokenize_group(tokenizer, "", texts)[1] for texts in completions]
     limits = [scored_token_count(ids) for ids in token_ids]
     scores = completion_logps(
-        model, tokenizer, list(prompts), completions, batch_size=batch_size, progress=progress, token_limits=limits
+        model, tokenizer, list(prompts), completions, batch_size=batch_size, progress=progress, token_limits=limits,
+        share_prefix=True,
     )
     choices = []
     for situation, logps, ids, limit in zip(situations, scores, token_ids, limits):

@@ -33,6 +33,31 @@ attention implementations (flash-attention, flex) take no custom 4D mask; there
 the prompt is repeated with each completion as one ordinary causal sequence
 (same numbers, no sharing).
 
+Shared prefix (evaluation only, ``completion_logps(share_prefix=True)``): the
+prompts of an evaluation all begin with the same chat-template tokens
+x_1..x_P, so those are run once, as one sequence of batch 1, and every batch
+reuses their keys and values through a KV cache instead of recomputing them for
+each prompt. Keys and values at position i depend on x_1..x_i only, so the
+prefix's are the same in every prompt. P is the longest common token prefix of
+all prompts of the call, capped at (shortest prompt - 1) tokens, so that every
+prompt keeps a last position of its own to predict its completions' first
+tokens; below `MIN_SHARED_PREFIX` tokens nothing is shared. Each batch then
+packs the prompt *suffixes* x_(P+1)..x_n as above, with the prefix's keys and
+values expanded to the batch's rows in a fresh cache (each layer appends the
+batch's own keys after them), positions offset by P (suffix token x_(P+i) at
+position P + i - 1, completion token t of every slot at n + t - 1, as in the
+unshared pass) and the mask widened to the cached columns:
+
+    allowed'[i, j] = True                   for j < P     (the prefix)
+    allowed'[i, j] = allowed[i, j - P]      for j >= P    (the packed block mask)
+
+so every query sees the whole prefix (padding queries too: still no row is
+empty). transformers (5.x, `masking_utils`) hands a 4D mask to the attention
+untouched, cache or not, so the mask must be [B, 1, L, P + L] itself. Padding
+now lies between the prefix and a shorter suffix; no real query sees it.
+Training does not share: it runs one forward without a cache (checkpointing,
+DDP and FSDP).
+
 Tokenisation contract: prompt ids = ``tokenizer(prompt).input_ids``; completion
 ids = ``tokenizer(completion, add_special_tokens=False).input_ids + [eos]``.
 """
@@ -53,6 +78,9 @@ LOGPS_CHUNK_POSITIONS = 1024
 
 #: Attention implementations that accept the packed pass's 4D block mask.
 PACKED_ATTENTION = ("eager", "sdpa")
+
+#: Fewest common prompt tokens worth a pass of their own in `completion_logps(share_prefix=True)`.
+MIN_SHARED_PREFIX = 8
 
 
 @dataclass
@@ -132,8 +160,9 @@ def collate(groups: Sequence[Group], pad_id: int) -> CompletionBatch:
 class PackedInputs:
     """One packed sequence per group (see the module docstring).
 
-    ``ids``/``positions``: [B, L]; ``allowed``: [B, L, L], True where query i may
-    attend to key j; ``keep``: [1 + K*(Lc-1)] columns whose logits are needed
+    ``ids``/``positions``: [B, L]; ``allowed``: [B, L, P + L], True where query i
+    may attend to key j, the first P keys those of a shared prefix in the cache
+    (P = 0 without one); ``keep``: [1 + K*(Lc-1)] columns whose logits are needed
     (the last prompt column, then every slot column but each slot's last).
     """
 
@@ -143,8 +172,13 @@ class PackedInputs:
     keep: torch.Tensor
 
 
-def pack(batch: CompletionBatch) -> PackedInputs:
-    """Lay a batch out as `PackedInputs`, on the batch's device, without reading anything back from it."""
+def pack(batch: CompletionBatch, prefix_len: int = 0) -> PackedInputs:
+    """Lay a batch out as `PackedInputs`, on the batch's device, without reading anything back from it.
+
+    With `prefix_len` P > 0 the batch's prompts are the suffixes of prompts whose
+    first P tokens are cached: positions start at P and every query may see the
+    P prefix keys.
+    """
     groups, prompt_len = batch.prompt_ids.shape
     k, completion_len = batch.num_completions, batch.completion_ids.shape[1]
     device = batch.prompt_ids.device
@@ -152,7 +186,7 @@ def pack(batch: CompletionBatch) -> PackedInputs:
     real = torch.cat([batch.prompt_mask, batch.completion_mask.view(groups, k * completion_len)], dim=1).bool()
     steps = torch.arange(completion_len, device=device)
     slot_positions = (batch.prompt_mask.sum(-1, keepdim=True) + steps).repeat(1, k)
-    positions = torch.cat([(batch.prompt_mask.cumsum(-1) - 1).clamp(min=0), slot_positions], dim=1)
+    positions = prefix_len + torch.cat([(batch.prompt_mask.cumsum(-1) - 1).clamp(min=0), slot_positions], dim=1)
     # segment of each column: 0 = prompt, s = completion s (1..K)
     segment = torch.cat([
         torch.zeros(prompt_len, dtype=torch.long, device=device),
@@ -163,13 +197,14 @@ def pack(batch: CompletionBatch) -> PackedInputs:
     visible = (segment[None, :] == 0) | (segment[:, None] == segment[None, :])
     allowed = (causal & visible)[None] & real[:, :, None] & real[:, None, :]
     allowed |= torch.eye(segment.numel(), dtype=torch.bool, device=device)
+    allowed = torch.cat([allowed.new_ones(groups, segment.numel(), prefix_len), allowed], dim=2)
     slot_columns = prompt_len + completion_len * torch.arange(k, device=device)[:, None] + steps[None, :-1]
     keep = torch.cat([torch.arange(prompt_len - 1, prompt_len, device=device), slot_columns.flatten()])
     return PackedInputs(ids, positions, allowed, keep)
 
 
 def attention_mask_for(allowed: torch.Tensor, implementation: str) -> torch.Tensor:
-    """The [B, 1, L, L] mask an attention implementation takes: boolean (True = attend)
+    """The [B, 1, L, P + L] mask an attention implementation takes: boolean (True = attend)
     for sdpa, additive (0 or the lowest float) for eager."""
     mask = allowed[:, None]
     if implementation == "sdpa":
@@ -200,17 +235,64 @@ def gathered_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return torch.cat(pieces, dim=1)
 
 
-def packed_token_logps(model: Any, batch: CompletionBatch, implementation: str) -> torch.Tensor:
-    """Per-token log-probs [B*K, Lc] of every completion, from one packed pass."""
-    packed = pack(batch)
+@dataclass
+class SharedPrefix:
+    """The keys and values of a token prefix every prompt of a call starts with.
+
+    ``layers``: one (keys, values) pair per layer, each [1, heads, P, head_dim].
+    """
+
+    length: int
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
+
+    def cache(self, rows: int) -> Any:
+        """A fresh cache holding the prefix for `rows` sequences (a forward pass appends its own keys to it)."""
+        from transformers import DynamicCache
+
+        return DynamicCache([(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1))
+                             for keys, values in self.layers])  # fmt: skip
+
+
+def common_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
+    """The number of leading tokens all `prompts` share, at most (shortest prompt - 1),
+    so every prompt keeps its last position, whose logits predict its completions' first tokens."""
+    limit = min(map(len, prompts)) - 1
+    first = prompts[0]
+    length = 0
+    while length < limit and all(prompt[length] == first[length] for prompt in prompts):
+        length += 1
+    return length
+
+
+def run_prefix(model: Any, prefix_ids: Sequence[int], device: torch.device) -> SharedPrefix:
+    """Keys and values of `prefix_ids` from one causal pass of batch 1.
+
+    A plain `DynamicCache` (no config) keeps every layer's keys whole, as the
+    packed pass's mask expects.
+    """
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    ids = torch.tensor([list(prefix_ids)], dtype=torch.long, device=device)
+    model(input_ids=ids, position_ids=torch.arange(ids.shape[1], device=device)[None], cache=cache, use_cache=True,
+          logits_to_keep=1)  # fmt: skip
+    return SharedPrefix(ids.shape[1], [(layer.keys, layer.values) for layer in cache.layers])
+
+
+def packed_token_logps(model: Any, batch: CompletionBatch, implementation: str,
+                       prefix: SharedPrefix | None = None) -> torch.Tensor:  # fmt: skip
+    """Per-token log-probs [B*K, Lc] of every completion, from one packed pass
+    (after a cached `prefix` of the batch's prompts, if given)."""
+    groups, k = batch.prompt_ids.shape[0], batch.num_completions
+    packed = pack(batch, prefix.length if prefix else 0)
     logits = model(
         input_ids=packed.ids,
         attention_mask=attention_mask_for(packed.allowed, implementation),
         position_ids=packed.positions,
         logits_to_keep=packed.keep,
-        use_cache=False,
+        cache=prefix.cache(groups) if prefix else None,
+        use_cache=prefix is not None,
     ).logits  # [B, 1 + K*(Lc-1), V]
-    groups, k = batch.prompt_ids.shape[0], batch.num_completions
     completions = batch.completion_ids.view(groups, k, -1)
     # column 0 predicts the first token of every completion; each slot column the next token of its own
     first = gathered_logps(logits[:, :1], completions[:, None, :, 0])  # [B, 1, K]
@@ -240,15 +322,20 @@ def attention_implementation(model: Any) -> str:
     return model.config._attn_implementation
 
 
-def batch_logps(model: Any, batch: CompletionBatch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed log-probabilities of every completion given its prompt.
+def batch_logps(
+    model: Any, batch: CompletionBatch, prefix: SharedPrefix | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed log-probabilities of every completion given its prompt (preceded by `prefix`, if given).
 
     Returns ``(logps, token_counts)``, both [B, K]; differentiable with respect to
     the model's parameters. Logits are computed for completion positions only.
+    A prefix needs an attention implementation in `PACKED_ATTENTION`.
     """
     implementation = attention_implementation(model)
     if implementation in PACKED_ATTENTION:
-        token_logps = packed_token_logps(model, batch, implementation)
+        token_logps = packed_token_logps(model, batch, implementation, prefix)
+    elif prefix is not None:
+        raise ValueError(f"a shared prefix needs attention in {PACKED_ATTENTION}, not {implementation!r}")
     else:
         token_logps = concatenated_token_logps(model, batch)
     logps = (token_logps * batch.completion_mask).sum(-1)
@@ -280,13 +367,17 @@ def completion_logps(
     batch_size: int = 8,
     progress: bool = False,
     token_limits: Sequence[int | None] | None = None,
+    share_prefix: bool = False,
 ) -> list[list[float]]:
     """log pi(completion | prompt) for every completion of every prompt, in input order.
 
     Prompts with different numbers of completions are batched separately (a batch
     holds groups of one size K); within a size, batches are grouped by length.
     `token_limits` (one per prompt, None = all) scores only the first tokens of
-    each completion (EOS included in the count).
+    each completion (EOS included in the count). `share_prefix` runs the prompts'
+    common token prefix once and caches it (module docstring), when the attention
+    takes the packed mask and the prefix has at least `MIN_SHARED_PREFIX` tokens;
+    not for training (it needs a KV cache, in eval mode, without gradients).
     """
     from tqdm.auto import tqdm
 
@@ -294,6 +385,13 @@ def completion_logps(
     if token_limits is not None:
         groups = [(ids, [c[:limit] for c in comps]) for (ids, comps), limit in zip(groups, token_limits)]
     device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    prefix = None
+    shared = common_prefix_length([ids for ids, _ in groups]) if share_prefix and groups else 0
+    if shared >= MIN_SHARED_PREFIX and attention_implementation(model) in PACKED_ATTENTION:
+        prefix = run_prefix(model, groups[0][0][:shared], device)
+        groups = [(ids[shared:], comps) for ids, comps in groups]
     results: list[list[float]] = [[] for _ in groups]
     by_size: dict[int, list[int]] = {}
     for index, (_, group_completions) in enumerate(groups):
@@ -302,11 +400,9 @@ def completion_logps(
     for indices in by_size.values():
         lengths = [len(groups[i][0]) + max(map(len, groups[i][1])) for i in indices]
         batches += [[indices[j] for j in batch] for batch in length_grouped_order(lengths, batch_size)]
-    was_training = model.training
-    model.eval()
     for batch_indices in tqdm(batches, desc="log-probs", unit="batch", disable=not progress, leave=False):
         batch = collate([groups[i] for i in batch_indices], tokenizer.pad_token_id).to(device)
-        logps, _ = batch_logps(model, batch)
+        logps, _ = batch_logps(model, batch, prefix)
         for row, index in zip(logps.tolist(), batch_indices):
             results[index] = row
     model.train(was_training)

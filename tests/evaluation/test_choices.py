@@ -1,5 +1,5 @@
-"""Choices with a real (tiny) model: batched log-probs vs a plain per-option computation,
-categories, indistinct labels (generation: test_generation.py)."""
+"""Choices with a real (tiny) model: batched log-probs (with the prompts' common prefix run once)
+vs a plain per-option computation, categories, indistinct labels (generation: test_generation.py)."""
 
 import math
 
@@ -17,6 +17,7 @@ from riskdpo.evaluation.choices import (
 from riskdpo.evaluation.generation import answer_record
 from riskdpo.data.generate import GenerateSpec, generate_situations
 from riskdpo.models.loading import load_model, load_tokenizer
+from riskdpo.models.logps import MIN_SHARED_PREFIX, common_prefix_length, completion_logps, tokenize_group
 from riskdpo.pairs.prompting import PromptFormat, render_prompt
 from riskdpo.data.situations import Situation
 from riskdpo.models.tiny import build_tiny_model
@@ -70,6 +71,25 @@ def test_logprob_choices_equal_unbatched_per_option_computation(loaded, response
         weights = [math.exp(v) for v in expected]
         ra_mass = sum(w for label, w in zip(situation.option_labels, weights) if label in situation.risk_averse)
         assert choice.risk_averse_prob == pytest.approx(ra_mass / sum(weights), abs=1e-4)
+
+
+def test_logprob_choices_share_the_prompts_common_prefix_and_choose_as_without(loaded):
+    """A system turn gives every prompt the same opening tokens: they are run once (enough of them
+    to share), and the log-probs and choices are those of one plain pass per option."""
+    model, tokenizer = loaded
+    situations = eval_situations()[1::2]
+    fmt = PromptFormat(system="You are choosing between lotteries. Think of what you can afford to lose.")
+    prompts = [render_prompt(tokenizer, s.prompt, fmt) for s in situations]
+    prompt_ids = [tokenize_group(tokenizer, p, [])[0] for p in prompts]
+    assert common_prefix_length(prompt_ids) >= MIN_SHARED_PREFIX
+    choices = logprob_choices(model, tokenizer, situations, prompts, "as-written", batch_size=3)
+    completions = [option_completions(s, "as-written") for s in situations]
+    unshared = completion_logps(model, tokenizer, prompts, completions, batch_size=3)
+    for situation, prompt, texts, choice, plain in zip(situations, prompts, completions, choices, unshared):
+        expected = [full_sequence_logp(model, tokenizer, prompt, c) for c in texts]
+        assert list(choice.logps.values()) == pytest.approx(expected, abs=1e-4)
+        assert list(choice.logps.values()) == pytest.approx(plain, abs=1e-5)
+        assert choice.label == situation.option_labels[max(range(len(plain)), key=plain.__getitem__)]
 
 
 def situation(labels, risk_averse, risk_neutral=(), too_risk_averse=()):

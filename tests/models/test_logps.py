@@ -162,3 +162,96 @@ def test_no_deprecation_warning_from_transformers_in_train_and_eval_passes(tiny_
             batch_logps(policy.eval(), collate(groups, tokenizer.pad_token_id))
         scores = completion_logps(policy, tokenizer, [p["prompt"] for p in pairs], [[p["chosen"], p["rejected"]] for p in pairs])
     assert torch.allclose(torch.tensor(scores), logps.detach(), atol=2e-4)
+
+
+# ---------------------------------------------------------------- shared prompt prefix
+
+LEAD = "Which option do you choose? Output the label of your chosen option only. Losing is worse than not winning.\n"
+
+
+def tiny_llama(tokenizer, implementation):
+    """A tiny random Llama (grouped-query attention and full rotary embeddings, as SmolLM2)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, initializer_range=0.5, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).eval()
+    model.set_attn_implementation(implementation)
+    return model
+
+
+@pytest.fixture(scope="module", params=["phi-sdpa", "phi-eager", "llama-sdpa", "llama-eager"])
+def prefix_model(tiny_model, request):  # noqa: F811
+    architecture, implementation = request.param.split("-")
+    tokenizer = load_tokenizer(str(tiny_model))
+    if architecture == "phi":
+        model = load_model(str(tiny_model), attn_implementation=implementation).eval()
+    else:
+        model = tiny_llama(tokenizer, implementation)
+    assert model.config._attn_implementation == implementation
+    return model, tokenizer
+
+
+def prefixed_prompts(lead: str = LEAD) -> tuple[list[str], list[list[str]]]:
+    """Prompts that share `lead`, of different lengths (one cut short, so batches are padded),
+    with groups of two and three completions of different lengths."""
+    pairs = choice_pairs()[:7]
+    prompts = [lead + p["prompt"] for p in pairs]
+    prompts[2] = lead + pairs[2]["prompt"][:12]
+    completions = [[p["chosen"], p["rejected"], "1 1 1 1 1 1"] if i % 3 == 1 else [p["chosen"], p["rejected"]]
+                   for i, p in enumerate(pairs)]  # fmt: skip
+    return prompts, completions
+
+
+def token_ids(tokenizer, prompts):
+    return [tokenize_group(tokenizer, p, [])[0] for p in prompts]
+
+
+@pytest.mark.parametrize("case", ["common lead", "a prompt is the prefix plus one token", "no common prefix"])
+def test_a_shared_prefix_gives_the_unshared_logps_and_choices(prefix_model, case):
+    model, tokenizer = prefix_model
+    prompts, completions = prefixed_prompts()
+    if case == "a prompt is the prefix plus one token":
+        prompts, completions = prompts + [LEAD], completions + [["1", "2"]]
+    if case == "no common prefix":
+        prompts = [p[len(LEAD):] for p in prompts]
+    shared = logps_module.common_prefix_length(token_ids(tokenizer, prompts))
+    expected_shared = {"common lead": len(token_ids(tokenizer, [LEAD])[0]),
+                       "a prompt is the prefix plus one token": len(token_ids(tokenizer, [LEAD])[0]) - 1,
+                       "no common prefix": 0}[case]  # fmt: skip
+    assert shared == expected_shared
+    assert (shared >= logps_module.MIN_SHARED_PREFIX) == (case != "no common prefix")
+    plain = completion_logps(model, tokenizer, prompts, completions, batch_size=3)
+    reused = completion_logps(model, tokenizer, prompts, completions, batch_size=3, share_prefix=True)
+    assert [len(row) for row in reused] == [len(c) for c in completions]
+    for plain_row, reused_row in zip(plain, reused):  # fp32 rounding only (the random Llama's sums reach -200)
+        assert torch.allclose(torch.tensor(reused_row), torch.tensor(plain_row), atol=1e-5, rtol=1e-6)
+    argmax = [max(range(len(row)), key=row.__getitem__) for row in plain]
+    assert [max(range(len(row)), key=row.__getitem__) for row in reused] == argmax
+    assert len({round(row[0], 3) for row in plain}) > len(plain) // 2  # the prompts matter: a mix-up would show
+
+
+def test_the_shared_prefix_is_computed_once(prefix_model):
+    """Counted at the model's input: with sharing, one pass of the P prefix tokens and then
+    every batch P columns narrower than without (the same batches, the suffixes only)."""
+    model, tokenizer = prefix_model
+    prompts, completions = prefixed_prompts()
+    prefix_len = len(token_ids(tokenizer, [LEAD])[0])
+    shapes: list[tuple[int, int]] = []
+    hook = model.register_forward_pre_hook(lambda _, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)),
+                                           with_kwargs=True)  # fmt: skip
+    try:
+        completion_logps(model, tokenizer, prompts, completions, batch_size=2)
+        plain, shapes[:] = shapes[:], []
+        completion_logps(model, tokenizer, prompts, completions, batch_size=2, share_prefix=True)
+        reused = shapes[:]
+    finally:
+        hook.remove()
+    assert len(plain) == 4  # K = 3 in 2 prompts (one batch), K = 2 in 5 (three batches)
+    assert reused[0] == (1, prefix_len)
+    assert reused[1:] == [(rows, width - prefix_len) for rows, width in plain]
+    fed = sum(rows * width for rows, width in reused)
+    assert fed == sum(rows * width for rows, width in plain) - (len(prompts) - 1) * prefix_len
