@@ -62,7 +62,7 @@ class Settings:
     eval_batch_size: int = 16
     #: Generate mode's batch: decoding a row costs far less than streaming the weights once per step on
     #: this CPU, so larger batches pay (see BENCHMARKS.md, evaluation section).
-    eval_generate_batch_size: int = 32
+    eval_generate_batch_size: int = 64
     #: None: prompts keep their own closing instruction ("You can think about which you'd choose and then
     #: output your answer."), as users evaluate; a text replaces it on both sides.
     eval_instruction: str | None = None

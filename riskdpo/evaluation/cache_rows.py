@@ -48,14 +48,17 @@ class ReservedLayer(DynamicLayer):
     """A full-attention cache layer whose keys and values are views of buffers with spare columns.
 
     Buffers are [rows, heads, capacity, head_dim]; ``keys``/``values`` are their
-    first n columns. Everything else transformers does with a `DynamicLayer`
-    (sequence length, mask sizes) reads those views and works unchanged.
+    first n rows and the filled columns from ``start`` (`keep` moves rows and the
+    start inside the buffers instead of copying them out). Everything else
+    transformers does with a `DynamicLayer` (sequence length, mask sizes) reads
+    those views and works unchanged.
     """
 
     def __init__(self, reserve: int) -> None:
         super().__init__()
         self.reserve = max(1, reserve)
         self._buffers: tuple[Any, Any] | None = None
+        self._start = 0
 
     def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
         """Write the new columns after the filled ones (reallocating when full); return all filled columns."""
@@ -63,25 +66,40 @@ class ReservedLayer(DynamicLayer):
             self.lazy_initialization(key_states, value_states)
         filled = self.get_seq_length()
         needed = filled + key_states.shape[-2]
-        if not self._holds_views() or needed > self._buffers[0].shape[-2]:
+        if not self.holds_views() or self._start + needed > self._buffers[0].shape[-2]:
             keys, values = _allocate(key_states, needed, self.reserve), _allocate(value_states, needed, self.reserve)
             if filled:
                 keys[:, :, :filled], values[:, :, :filled] = self.keys, self.values
             self._hold(keys, values, filled)
+        rows, start = key_states.shape[0], self._start
         keys, values = self._buffers
-        keys[:, :, filled:needed] = key_states
-        values[:, :, filled:needed] = value_states
-        self.keys, self.values = keys[:, :, :needed], values[:, :, :needed]
+        keys[:rows, :, start + filled : start + needed] = key_states
+        values[:rows, :, start + filled : start + needed] = value_states
+        self._hold(keys, values, needed, rows, start)
         return self.keys, self.values
 
-    def _holds_views(self) -> bool:
-        """Whether ``keys`` still starts the key buffer (transformers' own methods, e.g. selecting rows,
-        replace ``keys`` with new tensors; the next update then copies them into new buffers)."""
-        return self._buffers is not None and self.keys.data_ptr() == self._buffers[0].data_ptr()
+    def keep(self, rows: Sequence[int], first: int) -> None:
+        """Keep only `rows` (increasing) and the filled columns from `first` on, in place: each kept row
+        is copied down over a dropped one inside the buffers, and the views start `first` columns later."""
+        keys, values = self._buffers
+        filled, start = self.get_seq_length(), self._start
+        for target, row in enumerate(rows):
+            if target != row:
+                keys[target, :, start + first : start + filled] = keys[row, :, start + first : start + filled]
+                values[target, :, start + first : start + filled] = values[row, :, start + first : start + filled]
+        self._hold(keys, values, filled - first, len(rows), start + first)
 
-    def _hold(self, keys: Any, values: Any, filled: int) -> None:
-        self._buffers = (keys, values)
-        self.keys, self.values = keys[:, :, :filled], values[:, :, :filled]
+    def holds_views(self) -> bool:
+        """Whether ``keys`` is still the view this layer made (transformers' own methods, e.g. selecting
+        rows, replace ``keys`` with new tensors; the next update then copies them into new buffers)."""
+        if self._buffers is None or self.keys.dim() != 4:
+            return False
+        return self.keys.data_ptr() == self._buffers[0][:, :, self._start :].data_ptr()
+
+    def _hold(self, keys: Any, values: Any, filled: int, rows: int | None = None, start: int = 0) -> None:
+        rows = keys.shape[0] if rows is None else rows
+        self._buffers, self._start = (keys, values), start
+        self.keys, self.values = keys[:rows, :, start : start + filled], values[:rows, :, start : start + filled]
         self.device, self.is_initialized = keys.device, True
 
 
@@ -106,29 +124,35 @@ def joinable(cache: Any) -> bool:
 
 
 def keep_rows(cache: Any, mask: Any, rows: Any) -> tuple[Any, Any]:
-    """The cache and mask of `rows` only (a 1-D index tensor), without the leading columns none of them sees."""
+    """The cache and mask of `rows` only (a 1-D index tensor), without the leading columns none of them sees.
+
+    A cache of `ReservedLayer`s is cut in place (`ReservedLayer.keep`: no new buffers, each kept
+    row copied at most once); any other is copied into a new one."""
     mask = mask[rows]
     first = int(mask.any(dim=0).int().argmax())  # every row sees its own tokens, so some column is seen
+    kept = rows.tolist()
+    if kept == sorted(kept) and all(isinstance(layer, ReservedLayer) and layer.holds_views() for layer in cache.layers):
+        for layer in cache.layers:
+            layer.keep(kept, first)
+        return cache, mask[:, first:]
     blocks = [[(layer.keys[rows, :, first:], layer.values[rows, :, first:])] for layer in cache.layers]
     return _stacked_cache(cache, blocks), mask[:, first:]
 
 
-def join_rows(first: tuple[Any, Any], second: tuple[Any, Any]) -> tuple[Any, Any]:
-    """One batch of the rows of two (cache, mask) pairs, first's rows on top; the shorter is left-padded."""
+def join_rows(parts: Sequence[tuple[Any, Any]]) -> tuple[Any, Any]:
+    """One batch of the rows of (cache, mask) pairs, in order; the shorter ones are left-padded."""
     import torch
 
-    width = max(first[1].shape[1], second[1].shape[1])
-    blocks = [
-        [(top.keys, top.values), (bottom.keys, bottom.values)] for top, bottom in zip(first[0].layers, second[0].layers)
-    ]
-    masks = [torch.nn.functional.pad(mask, (width - mask.shape[1], 0)) for mask in (first[1], second[1])]
-    return _stacked_cache(first[0], blocks), torch.cat(masks)
+    width = max(mask.shape[1] for _, mask in parts)
+    blocks = [[(layer.keys, layer.values) for layer in layers] for layers in zip(*(cache.layers for cache, _ in parts))]
+    masks = [torch.nn.functional.pad(mask, (width - mask.shape[1], 0)) for _, mask in parts]
+    return _stacked_cache(parts[0][0], blocks), torch.cat(masks)
 
 
 def _stacked_cache(like: Any, blocks: Sequence[Sequence[tuple[Any, Any]]]) -> Any:
     """A cache whose layer i holds the (keys, values) blocks of blocks[i] stacked along rows, each
     right-aligned to the widest and zero on its left; the spare room of `like`'s first layer."""
-    reserve = getattr(like.layers[0], "reserve", 1)
+    reserve = max(getattr(like.layers[0], "reserve", 1), 1)
     layers = []
     for layer_blocks in blocks:
         width = max(keys.shape[2] for keys, _ in layer_blocks)

@@ -115,7 +115,7 @@ def generate_rows(
     was_training = model.training
     model.eval()
     try:
-        yield from _decode(model, tokenizer, prompts, seeds, queue, decoding, batch_size)
+        yield from _decode(model, tokenizer, prompts, seeds, queue, lengths, decoding, batch_size)
     finally:
         tokenizer.padding_side = padding_side
         model.train(was_training)
@@ -137,7 +137,13 @@ class _Rows:
     cache: Any
 
 
-def _decode(model, tokenizer, prompts, seeds, queue, decoding, batch_size) -> Iterator[Generated]:
+#: Most prompt tokens (rows x padded width) prefilled in one forward pass: past a few thousand, a pass's
+#: activations outgrow the CPU's caches and every prompt costs more (2.3 times as much at 64 rows of 200
+#: tokens as at 8, SmolLM2 on the 2-core CPU). Groups of prompts prefilled apart are joined at once.
+PREFILL_TOKENS = 4096
+
+
+def _decode(model, tokenizer, prompts, seeds, queue, lengths, decoding, batch_size) -> Iterator[Generated]:
     """Keep up to `batch_size` rows decoding, refilling from `queue` and compacting in bulk.
 
     A finished answer is yielded at once, but its row runs along (its output ignored)
@@ -163,10 +169,13 @@ def _decode(model, tokenizer, prompts, seeds, queue, decoding, batch_size) -> It
                     return
         free = batch_size - (len(running.indices) if running else 0)
         if queue and (running is None or (free >= compact_at and can_join)):
-            newcomers = _prompt_rows(model, tokenizer, prompts, seeds, queue[:free], decoding.max_new_tokens)
-            queue = queue[free:]
-            finished, newcomers = _step(model, newcomers, decoding, stops)
-            running = _join(running, newcomers)
+            taken, queue = queue[:free], queue[free:]
+            parts = [] if running is None else [running]
+            for group in prefill_groups(taken, lengths) if can_join else [taken]:
+                finished, newcomers = _step(model, _prompt_rows(model, tokenizer, prompts, seeds, group, decoding.max_new_tokens), decoding, stops)
+                parts.append(newcomers)
+                yield from finished
+            running = _join(parts)
         else:
             finished, running = _step(model, running, decoding, stops)
         yield from finished
@@ -238,19 +247,32 @@ def _compact(rows: _Rows, can_join: bool) -> _Rows | None:
     )
 
 
-def _join(running: _Rows | None, newcomers: _Rows) -> _Rows:
-    """The rows of both, as one batch (see `riskdpo.evaluation.cache_rows.join_rows`)."""
+def prefill_groups(indices: Sequence[int], lengths: Sequence[int]) -> list[list[int]]:
+    """`indices` (in length order) cut into consecutive groups of at most `PREFILL_TOKENS` padded tokens
+    (rows x the group's longest prompt), at least one prompt each."""
+    groups: list[list[int]] = []
+    for index in indices:
+        group = groups[-1] if groups else None
+        if group is None or (len(group) + 1) * max(lengths[index], *(lengths[i] for i in group)) > PREFILL_TOKENS:
+            groups.append([index])
+        else:
+            group.append(index)
+    return groups
+
+
+def _join(parts: Sequence[_Rows]) -> _Rows:
+    """The rows of all `parts`, in order, as one batch (see `riskdpo.evaluation.cache_rows.join_rows`)."""
     import torch
 
     from riskdpo.evaluation.cache_rows import join_rows
 
-    if running is None:
-        return newcomers
-    cache, mask = join_rows((running.cache, running.mask), (newcomers.cache, newcomers.mask))
+    if len(parts) == 1:
+        return parts[0]
+    cache, mask = join_rows([(part.cache, part.mask) for part in parts])
     return _Rows(
-        running.indices + newcomers.indices, running.generators + newcomers.generators,
-        running.produced + newcomers.produced, running.done + newcomers.done,
-        torch.cat([running.inputs, newcomers.inputs]), torch.cat([running.positions, newcomers.positions]), mask, cache,
+        [i for part in parts for i in part.indices], [g for part in parts for g in part.generators],
+        [p for part in parts for p in part.produced], [d for part in parts for d in part.done],
+        torch.cat([part.inputs for part in parts]), torch.cat([part.positions for part in parts]), mask, cache,
     )
 
 

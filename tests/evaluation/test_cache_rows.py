@@ -24,14 +24,14 @@ def cache_of(*columns_per_row, layers=2):
 
 
 def test_join_left_pads_the_shorter_side_and_stacks_rows():
-    cache, mask = join_rows(cache_of(2, 4), cache_of(6))
+    cache, mask = join_rows([cache_of(2, 4), cache_of(6)])
     assert mask.tolist() == [[0, 0, 0, 0, 1, 1, 1], [0, 0, 1, 1, 1, 1, 1], [1] * 7]
     for layer, held in enumerate(cache.layers):
         assert held.keys.shape == held.values.shape == (3, 1, 6, 1)
         expected = torch.tensor([[10.0], [20.0], [10.0]]) + layer  # the bottom side's row 1 is row 3 here
         assert torch.equal(held.keys[:, 0, :, 0], (expected * mask[:, :6]))
         assert torch.equal(held.values, -held.keys)
-    _, other_way = join_rows(cache_of(6), cache_of(2, 4))
+    _, other_way = join_rows([cache_of(6), cache_of(2, 4)])
     assert other_way.tolist() == [[1] * 7, [0, 0, 0, 0, 1, 1, 1], [0, 0, 1, 1, 1, 1, 1]]
 
 
@@ -82,7 +82,7 @@ def test_kept_and_joined_rows_have_zero_padding_never_uninitialised_memory():
     del full  # freed memory holding NaNs, which a new buffer may reuse
     top, top_mask = cache_of(1)
     bottom, bottom_mask = cache_of(40)
-    cache, mask = join_rows((top, top_mask), (bottom, bottom_mask))
+    cache, mask = join_rows([(top, top_mask), (bottom, bottom_mask)])
     assert all(torch.isfinite(layer.keys).all() and torch.isfinite(layer.values).all() for layer in cache.layers)
     assert mask[0].tolist() == [0] * 39 + [1, 1]
 
@@ -91,3 +91,19 @@ def test_a_reserved_cache_is_used_only_where_every_layer_is_full_attention():
     assert all(type(layer) is ReservedLayer for layer in reserved_cache(PhiConfig(num_hidden_layers=2), 8).layers)
     sliding = reserved_cache(MistralConfig(num_hidden_layers=2, sliding_window=64), 8)
     assert not any(isinstance(layer, ReservedLayer) for layer in sliding.layers) and not joinable(sliding)
+
+
+def test_rows_of_a_reserved_cache_are_kept_in_place_as_a_copy_would_keep_them():
+    plain, mask = cache_of(2, 5, 3, 4)
+    reserved, reserved_mask = join_rows([cache_of(2, 5, 3, 4), cache_of(1)])  # ReservedLayers, 5 rows
+    rows = torch.tensor([0, 2, 3])
+    buffers = [layer._buffers[0].data_ptr() for layer in reserved.layers]
+    kept, kept_mask = keep_rows(reserved, reserved_mask, rows)
+    copied, copied_mask = keep_rows(plain, mask, rows)
+    assert [layer._buffers[0].data_ptr() for layer in kept.layers] == buffers  # no new buffers
+    assert torch.equal(kept_mask, copied_mask) and kept_mask.shape[1] == 5  # 1 leading column dropped
+    for ours, theirs in zip(kept.layers, copied.layers):
+        assert torch.equal(ours.keys, theirs.keys) and torch.equal(ours.values, theirs.values)
+    ours = kept.layers[0].update(torch.full((3, 1, 1, 1), 7.0), torch.full((3, 1, 1, 1), -7.0))
+    assert ours[0].shape == (3, 1, 5, 1) and ours[0][:, 0, -1, 0].tolist() == [7.0] * 3
+    assert torch.equal(ours[0][:, :, :4], copied.layers[0].keys)

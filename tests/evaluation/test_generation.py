@@ -241,3 +241,30 @@ def test_the_batch_is_refilled_while_prompts_wait(phi_ending, batch_size):
     assert len(decodes) <= sum(shrinking) - len(groups)
     if len(groups) > 2:  # here every batch but the last holds a 24-token answer: refilling saves passes
         assert len(decodes) < sum(shrinking) - len(groups)
+
+
+def test_prefill_groups_bound_the_padded_tokens_of_a_pass(monkeypatch):
+    import riskdpo.evaluation.generation as generation
+
+    monkeypatch.setattr(generation, "PREFILL_TOKENS", 60)
+    lengths = {0: 10, 1: 20, 2: 20, 3: 25, 4: 70, 5: 70}
+    assert generation.prefill_groups([0, 1, 2, 3, 4, 5], lengths) == [[0, 1, 2], [3], [4], [5]]
+
+
+@pytest.mark.parametrize("batch_size", [8, 16])
+def test_prompts_prefilled_in_groups_keep_greedy_text(phi_ending, batch_size, monkeypatch):
+    """With a small bound, waiting prompts are prefilled in several passes joined at once."""
+    import riskdpo.evaluation.generation as generation
+
+    monkeypatch.setattr(generation, "PREFILL_TOKENS", 400)
+    run = phi_ending
+    widths = []
+    hook = run.model.register_forward_pre_hook(lambda m, a, kw: widths.append(kw["input_ids"].shape), with_kwargs=True)
+    try:
+        got = answers(run.model, run.tokenizer, run.prompts * 2, LONG, batch_size)
+    finally:
+        hook.remove()
+    assert got == run.alone * 2
+    prefills = [(rows, width) for rows, width in widths if width > 1]
+    assert all(rows * width <= 400 or rows == 1 for rows, width in prefills)
+    assert max(rows for rows, _ in prefills) > 1 and len(prefills) > 2 * len(run.prompts) // batch_size + 1
