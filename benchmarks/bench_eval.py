@@ -14,9 +14,9 @@ loop:
 - riskdpo logprob (`riskdpo_eval.py`, mode logprob): every option's label
   scored in one shared pass per prompt, batched by length;
 - riskdpo generate (`riskdpo_eval.py`, mode generate): left-padded batches,
-  greedy, a row leaving its batch as soon as its answer ends
+  greedy, refilled from the queue as answers end
   (`riskdpo.evaluation.generation`), answers read by
-  `riskdpo.data.answers.parse_answer`.
+  `riskdpo.data.answers.read_answer`.
 
 situations/s = situations / loop seconds; the speed-up is riskdpo's
 situations/s over the baseline's. Agreement compares, situation by
@@ -181,7 +181,7 @@ def eval_section(settings: Settings) -> SectionResult:
     for mode in MODES:
         run = ours[mode]["runs"][-1]
         speedups[mode] = ratio(run["situations_per_s"], base_rate)
-        label = "one shared pass per prompt" if mode == "logprob" else "greedy, left-padded"
+        label = "one shared pass per prompt" if mode == "logprob" else "greedy, refilled batches"
         rows.append(
             [
                 f"riskdpo eval-choices --mode {mode} ({label}, batch {batch_size(settings, mode)})",
