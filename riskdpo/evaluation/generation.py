@@ -149,9 +149,10 @@ def _decode(model, tokenizer, prompts, seeds, queue, lengths, decoding, batch_si
     A finished answer is yielded at once, but its row runs along (its output ignored)
     until `compact_at` rows are done: then the done rows are cut out of the cache and,
     while prompts wait, the freed slots are refilled with the next prompts, prefilled
-    and joined in the same round. Cutting and joining each copy the whole cache, about
-    as costly as decoding a few rows for several steps, so they are done for several
-    rows at once (an eighth of the batch) instead of for each answer as it ends. A
+    and joined in the same round. Joining copies the whole cache and cutting moves rows
+    within it, each about as costly as decoding a few rows for several steps, so they
+    are done for several rows at once (an eighth of the batch) instead of for each
+    answer as it ends. A
     cache that cannot be joined (sliding-window layers) gets the next prompts only when
     the last batch has ended: its batches shrink, as without refilling."""
     from riskdpo.evaluation.cache_rows import joinable, reserved_cache
@@ -172,13 +173,14 @@ def _decode(model, tokenizer, prompts, seeds, queue, lengths, decoding, batch_si
             taken, queue = queue[:free], queue[free:]
             parts = [] if running is None else [running]
             for group in prefill_groups(taken, lengths) if can_join else [taken]:
-                finished, newcomers = _step(model, _prompt_rows(model, tokenizer, prompts, seeds, group, decoding.max_new_tokens), decoding, stops)
+                newcomers = _prompt_rows(model, tokenizer, prompts, seeds, group, decoding.max_new_tokens)
+                finished, newcomers = _step(model, newcomers, decoding, stops)
                 parts.append(newcomers)
                 yield from finished
             running = _join(parts)
         else:
             finished, running = _step(model, running, decoding, stops)
-        yield from finished
+            yield from finished
 
 
 def _prompt_rows(model, tokenizer, prompts, seeds, indices, reserve: int) -> _Rows:

@@ -268,3 +268,20 @@ def test_prompts_prefilled_in_groups_keep_greedy_text(phi_ending, batch_size, mo
     prefills = [(rows, width) for rows, width in widths if width > 1]
     assert all(rows * width <= 400 or rows == 1 for rows, width in prefills)
     assert max(rows for rows, _ in prefills) > 1 and len(prefills) > 2 * len(run.prompts) // batch_size + 1
+
+
+@pytest.mark.parametrize("batch_size", [3, 16])
+def test_answers_that_end_at_their_first_token_are_yielded_once(phi_ending, batch_size):
+    """A prompt whose first greedy token is EOS finishes in its prefill pass: its (empty) answer
+    comes out once, like every other."""
+    run = phi_ending
+    saved = run.model.generation_config.eos_token_id
+    run.model.generation_config.eos_token_id = run.alone[0][0]
+    try:
+        alone = [answers(run.model, run.tokenizer, [p], LONG, 1)[0] for p in run.prompts]
+        done = list(generate_rows(run.model, run.tokenizer, run.prompts * 2, range(32), LONG, batch_size))
+    finally:
+        run.model.generation_config.eos_token_id = saved
+    assert [] in alone
+    assert sorted(d.index for d in done) == list(range(32))
+    assert [d.token_ids for d in sorted(done, key=lambda d: d.index)] == alone * 2
