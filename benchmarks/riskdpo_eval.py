@@ -10,7 +10,7 @@ turn (the growth table: time against the number of situations). Several
 ``--modes`` share the one model load.
 
     python benchmarks/riskdpo_eval.py --model DIR --situations situations.json --modes logprob,generate --sizes 200 \
-        --batch-size 16 --generate-batch-size 32 --out out.json
+        --batch-size 16 --generate-batch-size 64 --out out.json
 """
 
 from __future__ import annotations
