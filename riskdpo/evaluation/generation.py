@@ -12,8 +12,8 @@ instead of calling ``model.generate``, for three reasons:
   are prefilled among themselves (left-padded), their first token is drawn, and
   their cache is joined to the running one (`riskdpo.evaluation.cache_rows`: the
   shorter cache and mask are padded on the left, hidden by the mask, and the rows
-  stacked). Cutting and joining copy the cache, so they are done for several rows
-  at once. A batch of answers of mixed lengths therefore never decodes with a free
+  stacked). Joining copies the cache and cutting moves rows within it, so both are
+  done for several rows at once. A batch of answers of mixed lengths therefore never decodes with a free
   slot while prompts wait, nor until its longest answer; only when the queue is
   empty does it shrink. (Models with sliding-window layers, whose cache cannot be
   joined, get the next batch only when the last has emptied.) The queue is in
@@ -152,9 +152,9 @@ def _decode(model, tokenizer, prompts, seeds, queue, lengths, decoding, batch_si
     and joined in the same round. Joining copies the whole cache and cutting moves rows
     within it, each about as costly as decoding a few rows for several steps, so they
     are done for several rows at once (an eighth of the batch) instead of for each
-    answer as it ends. A
-    cache that cannot be joined (sliding-window layers) gets the next prompts only when
-    the last batch has ended: its batches shrink, as without refilling."""
+    answer as it ends. A cache that cannot be joined (sliding-window layers) gets the
+    next prompts only when the last batch has ended: its batches shrink, as without
+    refilling."""
     from riskdpo.evaluation.cache_rows import joinable, reserved_cache
 
     compact_at = max(1, batch_size // 8)
@@ -215,10 +215,11 @@ def _step(model, rows: _Rows, decoding, stops) -> tuple[list[Generated], _Rows]:
     for index, so_far, was_done, token in zip(rows.indices, rows.produced, rows.done, tokens.tolist()):
         ended = token in stops
         now = so_far if was_done or ended else [*so_far, token]
-        if not was_done and (ended or len(now) >= decoding.max_new_tokens):
+        ends = not was_done and (ended or len(now) >= decoding.max_new_tokens)
+        if ends:
             finished.append(Generated(index, now, ended))
         produced.append(now)
-        done.append(was_done or ended or len(now) >= decoding.max_new_tokens)
+        done.append(was_done or ends)
     mask = torch.cat([rows.mask, torch.ones_like(rows.mask[:, :1])], dim=1)
     return finished, _Rows(
         rows.indices, rows.generators, produced, done, tokens.unsqueeze(1), rows.positions[:, -1:] + 1, mask,
