@@ -17,7 +17,8 @@ from riskdpo.evaluation.choices import (
 from riskdpo.evaluation.generation import answer_record
 from riskdpo.data.generate import GenerateSpec, generate_situations
 from riskdpo.models.loading import load_model, load_tokenizer
-from riskdpo.models.logps import MIN_SHARED_PREFIX, common_prefix_length, completion_logps, tokenize_group
+from riskdpo.models.logps import completion_logps, tokenize_group
+from riskdpo.models.shared_prefix import MIN_SHARED_PREFIX, common_prefix_length
 from riskdpo.pairs.prompting import PromptFormat, render_prompt
 from riskdpo.data.situations import Situation
 from riskdpo.models.tiny import build_tiny_model

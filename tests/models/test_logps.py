@@ -9,6 +9,7 @@ import torch
 
 from helpers import choice_pairs, tiny_model  # noqa: F401  (fixture)
 from riskdpo.models import logps as logps_module
+from riskdpo.models import shared_prefix
 from riskdpo.models.logps import (
     batch_logps,
     collate,
@@ -218,12 +219,12 @@ def test_a_shared_prefix_gives_the_unshared_logps_and_choices(prefix_model, case
         prompts, completions = prompts + [LEAD], completions + [["1", "2"]]
     if case == "no common prefix":
         prompts = [p[len(LEAD):] for p in prompts]
-    shared = logps_module.common_prefix_length(token_ids(tokenizer, prompts))
+    shared = shared_prefix.common_prefix_length(token_ids(tokenizer, prompts))
     expected_shared = {"common lead": len(token_ids(tokenizer, [LEAD])[0]),
                        "a prompt is the prefix plus one token": len(token_ids(tokenizer, [LEAD])[0]) - 1,
                        "no common prefix": 0}[case]  # fmt: skip
     assert shared == expected_shared
-    assert (shared >= logps_module.MIN_SHARED_PREFIX) == (case != "no common prefix")
+    assert (shared >= shared_prefix.MIN_SHARED_PREFIX) == (case != "no common prefix")
     plain = completion_logps(model, tokenizer, prompts, completions, batch_size=3)
     reused = completion_logps(model, tokenizer, prompts, completions, batch_size=3, share_prefix=True)
     assert [len(row) for row in reused] == [len(c) for c in completions]
