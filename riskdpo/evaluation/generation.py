@@ -49,6 +49,7 @@ from typing import Any, Callable, Iterator, Sequence
 from riskdpo.data.situations import Situation, situation_digest
 from riskdpo.data.answers import read_answer
 from riskdpo.evaluation.choices import categorize
+from riskdpo.models.cache_keyword import cache_keyword
 
 @dataclass(frozen=True)
 class Decoding:
@@ -207,8 +208,8 @@ def _step(model, rows: _Rows, decoding, stops) -> tuple[list[Generated], _Rows]:
 
     with torch.no_grad():
         logits = model(
-            input_ids=rows.inputs, attention_mask=rows.mask, position_ids=rows.positions, cache=rows.cache,
-            use_cache=True, logits_to_keep=1,
+            input_ids=rows.inputs, attention_mask=rows.mask, position_ids=rows.positions,
+            use_cache=True, logits_to_keep=1, **{cache_keyword(model): rows.cache},
         ).logits[:, -1, :]
         tokens = next_tokens(logits, decoding, rows.generators)
     finished, produced, done = [], [], []

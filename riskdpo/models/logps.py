@@ -51,6 +51,7 @@ from typing import Any, Sequence
 
 import torch
 
+from riskdpo.models.cache_keyword import cache_keyword
 from riskdpo.models.shared_prefix import MIN_SHARED_PREFIX, SharedPrefix, common_prefix_length, run_prefix
 
 Group = tuple[list[int], list[list[int]]]
@@ -226,8 +227,8 @@ def packed_token_logps(model: Any, batch: CompletionBatch, implementation: str,
         attention_mask=attention_mask_for(packed.allowed, implementation),
         position_ids=packed.positions,
         logits_to_keep=packed.keep,
-        cache=prefix.cache(groups) if prefix else None,
         use_cache=prefix is not None,
+        **({cache_keyword(model): prefix.cache(groups)} if prefix else {}),
     ).logits  # [B, 1 + K*(Lc-1), V]
     completions = batch.completion_ids.view(groups, k, -1)
     # column 0 predicts the first token of every completion; each slot column the next token of its own

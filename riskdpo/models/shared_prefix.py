@@ -33,6 +33,8 @@ from typing import Any, Sequence
 
 import torch
 
+from riskdpo.models.cache_keyword import cache_keyword
+
 #: Fewest common prompt tokens worth a pass of their own in `completion_logps(share_prefix=True)`.
 MIN_SHARED_PREFIX = 8
 
@@ -76,6 +78,6 @@ def run_prefix(model: Any, prefix_ids: Sequence[int], device: torch.device) -> S
 
     cache = DynamicCache()
     ids = torch.tensor([list(prefix_ids)], dtype=torch.long, device=device)
-    model(input_ids=ids, position_ids=torch.arange(ids.shape[1], device=device)[None], cache=cache, use_cache=True,
-          logits_to_keep=1)  # fmt: skip
+    model(input_ids=ids, position_ids=torch.arange(ids.shape[1], device=device)[None], use_cache=True,
+          logits_to_keep=1, **{cache_keyword(model): cache})  # fmt: skip
     return SharedPrefix(ids.shape[1], [(layer.keys, layer.values) for layer in cache.layers])
