@@ -55,6 +55,7 @@ def row_record(row: dict[str, str], position: int) -> dict[str, Any]:
     else:
         record["answer"] = row["answer"]
         record["answer_source"] = row["answer_source"]
+        record["rule"] = row.get("rule", "")  # CSVs written before the column was added lack it
         record["reasoning_chars"] = int(row["reasoning_chars"])
         record["new_tokens"] = int(row["new_tokens"])
         record["truncated"] = row["truncated"] == "True"
@@ -97,7 +98,7 @@ class Checkpoint:
                 key = (row.get("sheet"), row.get("situation_id"))
                 if row.get("model") in stored and row["model"] in self.done and key in positions:
                     self.done[row["model"]].append(row_record(row, positions[key]))
-                    self.rows.append(row)
+                    self.rows.append({**row, "rule": row.get("rule", "")})
 
     def add(self, model: str, records: Sequence[dict[str, Any]]) -> None:
         """Add finished records of `model` and rewrite the CSV atomically (`done` keeps what was read back)."""

@@ -301,6 +301,7 @@ def csv_row(model: str, situation: Situation, record: dict, choice: dict | None 
         "risk_averse_prob": "" if record.get("risk_averse_prob") is None else record["risk_averse_prob"],
         "answer": record.get("answer") or "",
         "answer_source": record.get("answer_source") or "",
+        "rule": record.get("rule") or "",
         "invalid_reason": record.get("invalid_reason") or "",
         "reasoning_chars": record.get("reasoning_chars", ""),
         "new_tokens": record.get("new_tokens", ""),

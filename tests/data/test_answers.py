@@ -353,7 +353,10 @@ def test_invalid_answers_say_why(text, reason):
 
 def test_rules_are_reported():
     assert read_answer('{"answer": "b"} but a is fine', LETTERS).rule == "structured"
-    assert read_answer("Answer: b. Option a is riskier.", LETTERS).rule == "cue"
-    assert read_answer("b seems safest", LETTERS).rule == "mention"
-    assert read_answer("b seems safest", LETTERS).source == "visible"
-    assert read_answer("b seems safest", LETTERS).reasoning_chars == 0
+    assert read_answer("Answer: b. Option a is riskier.", LETTERS).rule == "final-cue"
+    assert read_answer("Option a is risky. Option b seems to be the most attractive.", LETTERS).rule == "commitment"
+    assert read_answer("Comparing a with c: b.", LETTERS).rule == "final-label"
+    assert read_answer("b. It is safer than a.", LETTERS).rule == "leading-label"
+    assert read_answer("Only b never loses money", LETTERS).rule == "sole-mention"
+    assert read_answer("Only b never loses money", LETTERS).source == "visible"
+    assert read_answer("Only b never loses money", LETTERS).reasoning_chars == 0
