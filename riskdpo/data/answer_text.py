@@ -90,6 +90,8 @@ def plain_lines(text: str) -> PlainText:
         if "|" in line:
             line = "" if _TABLE_RULE.match(line) else _TABLE_CELL_BREAK.sub("; ", line.strip().strip("|"))
         line = line.strip()
+        if is_heading and line and line[-1].isalnum():
+            line += ":"  # "## Recommendation" introduces what follows as "Recommendation:" does
         if is_heading or line.endswith(":"):
             headings.add(number)
         lines.append(line)

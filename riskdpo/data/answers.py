@@ -119,7 +119,7 @@ _SUPERLATIVE = (
     r"|advantageous|logical|desirable))"
 )
 #: A weaker verdict, read only where no superlative is given: "option a is more attractive, with …".
-_COMPARATIVE = r"(?:preferable|better|more\s+(?:attractive|appealing|favou?rable|advantageous|desirable|sensible|suitable))"
+_COMPARATIVE = r"(?:preferable|better|superior|more\s+(?:attractive|appealing|favou?rable|advantageous|desirable|sensible|suitable))"
 _VERDICT_NOUNS = r"(?:option|choice|lottery|bet|pick|answer|decision|one)"
 #: Judgements that name the answer after them: "the best option is b", "Best Option: Option 3".
 _BEST_CUE = (
@@ -129,7 +129,8 @@ _BEST_CUE = (
 #: Verbs that name the answer when the speaker is the model: "I choose b", "I'd go with b".
 _VERB = (
     r"(?:choose|chose|choosing|pick(?:ed|ing)?|select(?:ed|ing)?|prefer(?:ence\s+(?:is|for))?"
-    r"|go(?:ing)?\s+(?:with|for)|went\s+(?:with|for)|take|taking|opt(?:ing)?\s+for|want|recommend(?:ing)?)"
+    r"|go(?:ing)?\s+(?:with|for)|went\s+(?:with|for)|take|taking|opt(?:ing)?\s+for|want|recommend(?:ing)?"
+    r"|lean(?:ing)?\s+towards?|settle\s+on|stick\s+with|favou?r)"
 )
 _CUE_TAIL = r"\s*(?:[:=\-\u2013\u2014]\s*)?(?:option\s+|lottery\s+|choice\s+)?[\"'(\[]*\s*$"
 _CUE_AT_END = re.compile(

@@ -32,6 +32,11 @@ EMPHASIS = [
     ("| Option | EV |\n|---|---|\n| a | $50 |\n| b | $45 |\n\n\u27a1\ufe0f **I pick (b).**", LETTERS, "b", "final-cue"),
     ("__Answer__: __c__", LETTERS, "c", "structured"),
     ("**Decision \u2192 Option B**", LETTERS, "b", "final-cue"),
+    (ANALYSIS + "## Recommendation\n\n**Option 2** \u2013 the upside outweighs a loss I can absorb.", NUMBERS, "2", "final-cue"),
+    (ANALYSIS + "On balance I'd lean toward **Option 1** here.", NUMBERS, "1", "final-cue"),
+    (ANALYSIS + "**Option 2** is clearly superior.", NUMBERS, "2", "commitment"),
+    (ANALYSIS + "### **Conclusion:**\nGiven the **much higher expected value** of **Option 2**, **Option 2** is the most "
+     "attractive choice.\n\n---\n\n### \u2705 **Final Answer: Option 2**", NUMBERS, "2", "final-cue"),
 ]
 
 THIRD_PERSON = [
