@@ -2,9 +2,8 @@
 weights Ŵ; merged into them (not into the original W, which differs from Ŵ by far more than
 the update) the saved model gives the trained policy's log-probs.
 
-Needs bitsandbytes with CPU support (>= 0.48; 0.50.2 measured here): skipped where it is not
-installed, as in the project's CPU environment. Run it with a venv that has it, e.g.
-`/work/venvs/bnb/bin/python -m pytest tests/training/test_qlora_merge.py`. On a GPU the
+Needs bitsandbytes with CPU support (>= 0.48; run with 0.50.2), which the dev extra installs
+(`riskdpo[qlora]`); skipped where it is absent. On a GPU the
 same arithmetic runs in bitsandbytes' CUDA kernels: the GPU suite's first checks repeat this
 test there, and a QLoRA `riskdpo train --load-in-4bit` end to end (CPU training with 4-bit
 weights is refused: --load-in-4bit needs CUDA).
