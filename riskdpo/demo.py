@@ -150,7 +150,7 @@ def run_demo(
 
     say("[5/5] eval-choices: trained model, compared with the base on the same situations")
     after = evaluate_choices(
-        [base, tuned], held_out, options=options, overrides=overrides, selection=selection, scored=before.records
+        [base, tuned], held_out, options=options, overrides=overrides, selection=selection, scored=before
     )
     paths["eval"] = write_evaluation(after, out / "eval.json")[0]
     write_json(out / "demo.json", {"model": model, "size": size.__dict__, "seed": seed, "data": str(source)})

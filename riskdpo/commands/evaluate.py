@@ -16,7 +16,8 @@ from riskdpo.commands.config_file import config_option
 @click.command("eval-choices")
 @config_option
 @click.option("--model", multiple=True, required=True,
-              help="Model directory, hub id or short name; repeat to compare (the first is the baseline).")
+              help="Model directory, hub id, short name, LoRA adapter folder (scored on its base, unmerged) or training run "
+                   "folder (its final-adapter, else final-model); repeat to compare (the first is the baseline).")
 @click.option("--situations", required=True, type=click.Path(dir_okay=False),
               help="situations.json, or a spreadsheet (.xlsx/.csv) converted on the fly.")
 @click.option("--name", multiple=True,
@@ -48,7 +49,8 @@ from riskdpo.commands.config_file import config_option
 @click.option("--instruction", default=None, help="Replace the prompts' closing instruction [default: the run's run.json].")
 @click.option("--response", default=None,
               help="How a completion writes a label: label or as-written [default: the run's run.json, else label].")
-@click.option("--precision", default="auto", show_default=True, help="auto, bf16, fp16 or fp32 (auto: bf16 on a GPU that has it).")
+@click.option("--precision", default="auto", show_default=True, help="auto, bf16, fp16 or fp32, one for every model (auto: fp32 on the CPU or when a model is stored "
+                   "in fp32, else bf16 on a GPU that has it).")
 @click.option("--shuffle-options", is_flag=True,
               help="Move the lotteries between option lines (seeded by --seed), so a label preference cannot pass "
               "for risk aversion.")

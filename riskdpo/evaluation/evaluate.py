@@ -29,13 +29,13 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Collection, Mapping, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 from riskdpo.core.errors import UserError
 from riskdpo.data.situations import Situation, load_situations
 from riskdpo.evaluation.alpha import DEFAULT_BOOTSTRAP
 from riskdpo.evaluation.choices import indistinct_labels, logprob_choices
-from riskdpo.evaluation.formats import FormatOverrides, ModelFormat, model_format, short_names
+from riskdpo.evaluation.formats import FormatOverrides, ModelFormat, model_format, read_run_json, short_names
 from riskdpo.evaluation.generation import Decoding, generate_records
 from riskdpo.evaluation.summary import Evaluation, build_report
 from riskdpo.pairs.prompting import render_prompt
@@ -233,25 +233,51 @@ def process_state() -> Any:
     return PartialState(cpu=not torch.cuda.is_available())
 
 
+def evaluation_precision(models: Sequence[str], precision: str) -> str:
+    """The one precision all `models` are scored in (`riskdpo.models.loading.shared_precision`):
+    an adapter counts as its base's stored precision."""
+    from riskdpo.models.adapters import adapter_base, is_adapter
+    from riskdpo.models.loading import shared_precision, stored_precision
+
+    stored = [stored_precision(adapter_base(name) if is_adapter(name) else name) for name in models]
+    return shared_precision(precision, str(process_state().device), stored)
+
+
+def load_scored_model(name: str, precision: str, device: Any) -> tuple[Any, Any]:
+    """The model and tokenizer of `name` in `precision` on `device`: a whole model, or a PEFT adapter
+    applied unmerged to its base (in 4-bit, as trained, for an adapter of a QLoRA run)."""
+    from riskdpo.models.adapters import is_adapter, load_with_adapter, tokenizer_source
+    from riskdpo.models.loading import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(tokenizer_source(name))
+    if not is_adapter(name):
+        return load_model(name, precision=precision).to(device), tokenizer
+    run = read_run_json(name)
+    if run and run[0].get("config", {}).get("load_in_4bit"):
+        from riskdpo.models.quantized import quantization_config
+
+        place = device.index if device.type == "cuda" else "cpu"
+        model = load_with_adapter(name, precision=precision, quantization_config=quantization_config(precision),
+                                  device_map={"": place})
+        return model, tokenizer
+    return load_with_adapter(name, precision=precision).to(device), tokenizer
+
+
 def _score_everywhere(
     name: str,
     situations: Sequence[Situation],
     fmt: ModelFormat,
     options: EvalOptions,
+    precision: str,
     done: Sequence[dict[str, Any]] = (),
     on_records: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Load `name`, score this process's share of what is not `done`, gather every share in order."""
+    """Load `name` in `precision`, score this process's share of what is not `done`, gather every share in order."""
     import torch
     from accelerate.utils import gather_object
 
-    from riskdpo.models.loading import load_model, load_tokenizer, resolve_precision, stored_precision
-
     state = process_state()
-    tokenizer = load_tokenizer(name)
-    # a merged LoRA model is stored in fp32 so that its small update survives: auto keeps it fp32
-    precision = resolve_precision(options.precision, str(state.device), stored_precision(name))
-    model = load_model(name, precision=precision).to(state.device)
+    model, tokenizer = load_scored_model(name, precision, state.device)
     finished = {(record["position"], record["sample"]) for record in done}
     with state.split_between_processes(list(range(len(situations)))) as share:
 
@@ -278,24 +304,33 @@ def evaluate_choices(
     names: Sequence[str] = (),
     selection: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
-    scored: Mapping[str, list[dict]] | None = None,
+    scored: Evaluation | None = None,
     resume: str | Path | None = None,
 ) -> Evaluation:
-    """Score every model on the same situations and build the report and CSV rows.
+    """Score every model on the same situations, at one precision, and build the report and CSV rows.
 
-    `selection` is what `select_situations` says it left out; `config` the
-    effective options; both are recorded in the report. `scored` maps model
-    names to records of an earlier `Evaluation.records` made with the same
-    situations, options and format (a base model scored before training), which
-    are reused instead of scoring that model again. `resume` is the CSV to keep
-    finished batches in and to continue from (`riskdpo.evaluation.resume`).
+    A model is a model folder or hub id, a PEFT adapter folder (scored on its
+    base, unmerged) or a riskdpo run folder (its final-adapter, else its
+    final-model: `riskdpo.models.adapters.evaluated_model`). Every model is
+    scored in the one precision `evaluation_precision` chooses, stated in the
+    report as ``precision``. `selection` is what `select_situations` says it left
+    out; `config` the effective options; both are recorded in the report.
+    `scored` is an earlier evaluation with the same situations, options and
+    format (a base model scored before training): its models' records are reused
+    instead of scoring them again, where it was scored at this precision.
+    `resume` is the CSV to keep finished batches in and to continue from
+    (`riskdpo.evaluation.resume`).
     """
+    from riskdpo.models.adapters import evaluated_model
+
     if not models:
         raise UserError("give at least one --model")
+    models = [evaluated_model(name) for name in models]
     if len(set(models)) < len(models):
         raise UserError("the same --model is given twice")
     shown = short_names(models, names)
     formats = [model_format(name, overrides) for name in models]
+    precision = evaluation_precision(models, options.precision)
     checkpoint = None
     if resume is not None:
         from riskdpo.evaluation.resume import Checkpoint, situations_digest
@@ -304,24 +339,25 @@ def evaluate_choices(
             raise UserError("--resume: runs in one process (drop accelerate launch, or --resume)")
         digest = situations_digest(situations)
         settings = {
-            name: {**options.settings(), **fmt.to_json(), "source": None, "situations": digest}
+            name: {**options.settings(), "precision": precision, **fmt.to_json(), "source": None, "situations": digest}
             for name, fmt in zip(models, formats)
         }
         checkpoint = Checkpoint(resume, situations, settings)
-    scored = scored or {}
+    reused = scored.records if scored is not None and scored.report.get("precision") == precision else {}
     records = []
     for name, fmt in zip(models, formats):
-        if name in scored:
-            records.append(scored[name])
+        if name in reused:
+            records.append(reused[name])
             continue
         done = checkpoint.done[name] if checkpoint else ()
         save = (lambda batch, name=name: checkpoint.add(name, batch)) if checkpoint else None
-        records.append(_score_everywhere(name, situations, fmt, options, done, save))
+        records.append(_score_everywhere(name, situations, fmt, options, precision, done, save))
     selection = selection or {"total": len(situations), "skipped": {}, "sample": None, "selected": len(situations)}
     evaluation = build_report(
         models, shown, formats, situations, records, mode=options.mode, bootstrap=options.bootstrap,
         seed=options.seed, selection=selection, config=config or {},
     )  # fmt: skip
     evaluation.report["processes"] = process_state().num_processes
+    evaluation.report["precision"] = precision
     evaluation.records = dict(zip(models, records))
     return evaluation

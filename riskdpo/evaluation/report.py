@@ -127,6 +127,8 @@ def format_table(report: dict[str, Any], examples: int = 3) -> str:
         line += "".join(f"  {model['rates'][c]:>12.3f}" for c in others)
         probability = model.get("mean_risk_averse_prob")
         lines.append(line + (f"  {probability:>9.3f}" if probability is not None else f"  {'-':>9}"))
+    if report.get("precision"):
+        lines.append(f"every model scored in {report['precision']}")
     lines.append("")
     for model in models:
         lines += _model_notes(model, examples)

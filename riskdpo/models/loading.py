@@ -9,7 +9,7 @@ provide offline (see `MODEL_ALIASES`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from riskdpo.core.errors import UserError
 
@@ -78,6 +78,20 @@ def auto_precision(gpu: bool, *, native_bf16: bool, stored: str | None = None) -
     if not gpu or stored == "fp32":
         return "fp32"
     return "bf16" if native_bf16 else "fp16"
+
+
+def shared_precision(precision: str, device: str, stored: Sequence[str | None]) -> str:
+    """The one precision every model of an evaluation is scored in, so that a difference
+    between models is their training's, not their precision's.
+
+    An explicit `precision` is used for all. `auto` is `auto_precision` for the
+    device and the models' stored precisions together: fp32 on the CPU; on a GPU
+    fp32 when any model is stored in fp32 (a merged riskdpo model, whose update
+    bf16 would round away: the base is then scored in fp32 too), else bf16 (fp16
+    where the GPU lacks native bf16). A base and its LoRA adapter (scored unmerged)
+    share the base's stored precision, so they are compared in bf16 on a GPU.
+    """
+    return resolve_precision(precision, device, "fp32" if "fp32" in stored else None)
 
 
 def stored_precision(name: str) -> str | None:

@@ -13,20 +13,23 @@ the start and a run depends on each process's random state (it would no longer
 give the same result whatever the process split). Dropout stays available as an
 option, for users who want it as a regulariser.
 
-A finished adapter is merged into an unquantized copy of the base
-(`merge_adapter`), so every saved model is a plain causal LM that loads with
-`AutoModelForCausalLM.from_pretrained`, without peft. The merge runs in fp32 and
-the merged model stays fp32: a LoRA update is small next to the weight it
-changes, often below half a bf16 step (2^-9 to 2^-8 of |W|; an fp32 step is
+A finished adapter is saved twice (`riskdpo.training.policy.save_model`): in
+PEFT format (`save_adapter`, for `PeftModel.from_pretrained(base, path)` and for
+`eval-choices`, which scores base + adapter unmerged), and merged into the base
+(`merge_adapter`) as a plain causal LM that loads with
+`AutoModelForCausalLM.from_pretrained`, without peft. The merge adds the update
+to the base weights as stored on disk (not as the training precision rounded
+them, so weights LoRA never touches come out exactly as they were), or for
+QLoRA to the NF4-dequantized weights the adapter was trained against. It runs in
+fp32 and the merged model stays fp32: a LoRA update is small next to the weight
+it changes, often below half a bf16 step (2^-9 to 2^-8 of |W|; an fp32 step is
 2^-24), so a bf16 merge (or bf16 storage) rounds most of it away and leaves the
-base.
-Evaluate the final model in fp32 for the same reason (`eval-choices
---precision fp32`): loading it in bf16 rounds the update away again.
+base. Evaluate the merged model in fp32 for the same reason (`eval-choices
+--precision fp32`), or evaluate the adapter.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import warnings
 from pathlib import Path
 from typing import Any
@@ -34,7 +37,8 @@ from typing import Any
 import torch
 
 from riskdpo.core.errors import UserError
-from riskdpo.models.loading import load_model, torch_dtype
+from riskdpo.models.loading import load_model, resolve_model
+from riskdpo.models.quantized import dequantized_weights, load_4bit
 
 
 #: LoRA dropout unless asked otherwise: none (see the module docstring).
@@ -51,20 +55,6 @@ def lora_config(rank: int, alpha: float, dropout: float = DEFAULT_LORA_DROPOUT, 
 
     target_modules = targets if targets == "all-linear" else [name.strip() for name in targets.split(",") if name.strip()]
     return LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, task_type="CAUSAL_LM")
-
-
-def quantization_config(precision: str) -> Any:
-    """4-bit NF4 quantization for QLoRA; a `UserError` where it cannot run."""
-    if importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available():
-        raise UserError("--load-in-4bit needs a CUDA GPU and the bitsandbytes package (pip install bitsandbytes)")
-    from transformers import BitsAndBytesConfig
-
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_compute_dtype=torch_dtype(precision),
-        bnb_4bit_use_double_quant=True,
-    )
 
 
 def disable_dropout(model: torch.nn.Module) -> None:
@@ -132,22 +122,55 @@ def adapter_state(peft_model: Any, full_state: dict[str, torch.Tensor]) -> dict[
 
 
 def merge_adapter(
-    base: str, adapter: dict[str, torch.Tensor], config: Any, *, precision: str, trust_remote_code: bool = False
+    base: str, adapter: dict[str, torch.Tensor], config: Any, *, four_bit: str | None = None,
+    device: str | int = "cpu", trust_remote_code: bool = False,
 ) -> Any:
-    """A plain fp32 model: the unquantized base with `adapter` merged into its weights.
+    """A plain fp32 model: `adapter` merged into the weights it was trained against.
 
     W' = W + (α/r)·B·A for each adapted layer (peft `merge_and_unload`), in fp32,
-    where W is the base as training saw it: loaded in the training `precision`
-    and then widened to fp32, so the merged model computes what the trained
-    policy computed. The result has no peft modules and no peft entries in its
-    config, and stays fp32 (see the module docstring for why not bf16).
+    where W is the base as stored on disk (loaded in fp32, which holds bf16 or
+    fp32 weights exactly: every weight LoRA does not adapt is saved unchanged),
+    and for QLoRA (`four_bit`: the training precision) each 4-bit layer's
+    NF4-dequantized Ŵ (`riskdpo.models.quantized`), from the base loaded with the
+    same quantization config on `device`. The result has no peft modules and no
+    peft entries in its config, and stays fp32 (see the module docstring).
     """
     from peft import set_peft_model_state_dict
 
-    model = load_model(base, precision=precision, trust_remote_code=trust_remote_code).float()
+    model = load_model(base, precision="fp32", trust_remote_code=trust_remote_code)
+    if four_bit:
+        quantized = load_4bit(base, four_bit, device, trust_remote_code=trust_remote_code)
+        trained_against = dequantized_weights(quantized)
+        del quantized
+        parameters = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, weight in trained_against.items():
+                parameters[name].copy_(weight)
     peft_model = _with_adapter(model, config)
     set_peft_model_state_dict(peft_model, adapter)
     return peft_model.merge_and_unload()
+
+
+def save_adapter(
+    adapter: dict[str, torch.Tensor], config: Any, base: str, tokenizer: Any, directory: str | Path
+) -> None:
+    """Save `adapter` in PEFT format (adapter_config.json naming `base`, adapter_model.safetensors)
+    with the tokenizer, loadable by `PeftModel.from_pretrained(base_model, directory)`.
+
+    Written directly rather than by `PeftModel.save_pretrained`, which would also
+    write a README.md model card of its own.
+    """
+    import copy
+
+    from safetensors.torch import save_file
+
+    saved = copy.deepcopy(config)
+    saved.base_model_name_or_path = resolve_model(base)
+    saved.inference_mode = True
+    saved.save_pretrained(str(directory))
+    save_file({key: value.contiguous() for key, value in adapter.items()}, str(Path(directory) / "adapter_model.safetensors"),
+              metadata={"format": "pt"})
+    tokenizer.save_pretrained(directory)
 
 
 def save_plain_model(model: Any, tokenizer: Any, directory: str | Path, state_dict: dict | None = None) -> None:

@@ -9,8 +9,10 @@ exactly, and adds up what a riskdpo DPO step holds at its peak:
 weights      LoRA: the frozen base in the training precision (2 bytes/param in
              bf16/fp16) + the adapter in fp32 (peft keeps it fp32);
              QLoRA: block linear weights in NF4 with double quantisation,
-             0.5 + 1/64 + 4/(64·256) bytes/param, every other parameter fp32
-             (peft's prepare_model_for_kbit_training widens them) + the adapter;
+             0.5 + 1/64 + 4/(64·256) bytes/param, every other parameter
+             (embeddings, lm_head, norms, biases) fp32: peft's
+             prepare_model_for_kbit_training widens them (`fp32_casts`, shown
+             apart by --dry-run) + the adapter;
              full: fp32 weights (4 bytes) + one bf16 copy of every trainable
              linear weight that autocast makes and keeps for the step (2 bytes).
 gradients    4 bytes per trainable parameter (fp32). Full fine-tuning trains
@@ -35,7 +37,14 @@ activations  what autograd saves for the backward pass, per token and layer
              stream, else 2) and one layer's activations are rebuilt at a time:
              tokens · (layers · r·h + A). Outside the blocks (the final norm,
              the head's input) e·h bytes a token, e = 10 for full fine-tuning's
-             fp32 stream and 2 otherwise, also measured.
+             fp32 stream and 2 otherwise, also measured. QLoRA's activations
+             are counted at 4 bytes (twice LoRA's bf16 figure), an upper bound
+             not yet measured: the widened embeddings and norms hand the 4-bit
+             layers fp32 inputs and a 4-bit layer returns its input's dtype, so
+             under bf16 autocast the residual stream, the norms' and the 4-bit
+             layers' outputs and the MLP are fp32, while the attention's
+             internals and the logits stay bf16 (seen with bitsandbytes 0.50.2
+             on the CPU).
 logits       the lm_head runs on completion positions only:
              batch · K · completion_length · V values kept for the backward pass
              (2 bytes each in bf16).
@@ -128,6 +137,7 @@ class MemoryEstimate:
     logits: int
     mask: int
     workspace: int
+    fp32_casts: int = 0  # QLoRA: bytes of the parameters prepare_model_for_kbit_training widens to fp32 (in weights)
 
     @property
     def total(self) -> int:
@@ -202,6 +212,7 @@ def estimate_memory(
     config = _as_config(config)
     shape = model_shape(config)
     low = 4 if precision == "fp32" else 2  # bytes of a weight or activation in the compute precision
+    fp32_casts = 0
     if mode == "full":
         frozen = shape.embedding + freeze_layers * shape.per_block  # freeze_first_blocks: embeddings always
         frozen_linear = freeze_layers * sum(n_in * n_out for _, n_in, n_out in shape.block_linears) // shape.layers
@@ -212,7 +223,8 @@ def estimate_memory(
         trainable = lora_parameters(shape, lora_rank, lora_targets)
         if mode == "qlora":
             quantized = sum(n_in * n_out for _, n_in, n_out in shape.block_linears)
-            base = NF4_BYTES_PER_PARAM * quantized + 4 * (shape.parameters - quantized)
+            fp32_casts = 4 * (shape.parameters - quantized)  # embeddings, lm_head, norms, biases
+            base = NF4_BYTES_PER_PARAM * quantized + fp32_casts
         else:
             base = low * shape.parameters
         weights = int(base) + 4 * trainable
@@ -220,10 +232,11 @@ def estimate_memory(
     tokens = batch_size * (max_length + (num_completions - 1) * completion_length)
     training = "full" if mode == "full" else "lora"
     a, b = ACTIVATION_COEFFICIENTS[("gated" if shape.gated else "parallel", training)]
-    per_layer = (a * shape.hidden + b * shape.intermediate) * low / 2  # measured in bf16
+    stream = 4 if mode == "qlora" else low  # QLoRA: fp32 activations (upper bound, see the docstring)
+    per_layer = (a * shape.hidden + b * shape.intermediate) * stream / 2  # measured in bf16
     outside = OUTSIDE_BLOCKS[training] * shape.hidden
     if gradient_checkpointing:
-        residual = 4 if mode == "full" else low
+        residual = 4 if mode == "full" else stream
         activations = tokens * (shape.layers * residual * shape.hidden + per_layer + outside)
     else:
         activations = tokens * (shape.layers * per_layer + outside)
@@ -243,6 +256,7 @@ def estimate_memory(
         logits=int(logits),
         mask=batch_size * (max_length + (num_completions - 1) * completion_length) ** 2,
         workspace=int(logits) + 2 * min(kept, LOGPS_CHUNK_POSITIONS) * shape.vocab * 4,
+        fp32_casts=int(fp32_casts),
     )
 
 
@@ -262,6 +276,9 @@ def format_estimate(estimate: MemoryEstimate) -> str:
         *(f"  {name:<23} {value / _GIB:7.2f} GiB" for name, value in parts),
         f"  {'total':<23} {estimate.total / _GIB:7.2f} GiB  (+ CUDA context and fragmentation: budget 10-20 % more)",
     ]
+    if estimate.mode == "qlora":
+        lines[2:2] = [f"    {'of which fp32 casts':<21} {estimate.fp32_casts / _GIB:7.2f} GiB  (embeddings, lm_head, norms "
+                      "widened by prepare_model_for_kbit_training; activations counted in fp32)"]
     return "\n".join(lines)
 
 

@@ -3,20 +3,29 @@
 With LoRA a fresh adapter is added to the frozen base (QLoRA on a 4-bit base);
 in full fine-tuning the embeddings and the first `freeze_layers` blocks may be
 frozen. Dropout is switched off either way, so the policy and the reference
-score a pair alike at the start. The final model is saved with the adapter
-merged into the unquantized base, loadable by `from_pretrained` as it is.
+score a pair alike at the start. A LoRA run saves its adapter in PEFT format
+(OUTPUT_DIR/final-adapter) and the model with the adapter merged in
+(OUTPUT_DIR/final-model, loadable by `from_pretrained` as it is); every saved
+folder is written by `write_model_folder`.
+
+Each process loads its copy where it will run: on a GPU straight onto its own
+device (`device_map`), never a full copy in host memory per process first;
+under FSDP with ``fsdp_cpu_ram_efficient_loading`` only rank 0 reads the
+weights (transformers gives the other ranks empty tensors, and accelerate
+broadcasts rank 0's weights when it shards the model).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from riskdpo.core.fileio import atomic_dir
 from riskdpo.models.loading import load_model
+from riskdpo.models.quantized import load_4bit
 from riskdpo.training.config import TrainConfig
 from riskdpo.training.lora import (
-    adapter_state, add_adapter, disable_dropout, freeze_first_blocks, lora_config, merge_adapter, quantization_config,
+    adapter_state, add_adapter, disable_dropout, freeze_first_blocks, lora_config, merge_adapter, save_adapter,
     save_plain_model,
 )
 from riskdpo.training.steps import RunState
@@ -29,13 +38,11 @@ def build_model(config: TrainConfig, base: str, precision: str, accelerator: Any
     in full fine-tuning the weights stay fp32 and bf16/fp16 is autocast
     (mixed precision), since AdamW updates are lost in bf16 weights.
     """
-    quantize = {}
-    if config.load_in_4bit:  # the 4-bit weights are placed on this process's GPU as they load
-        quantize = {"quantization_config": quantization_config(precision),
-                    "device_map": {"": accelerator.local_process_index}}
-    model = load_model(
-        base, precision=precision if config.lora else "fp32", trust_remote_code=config.trust_remote_code, **quantize
-    )
+    if config.load_in_4bit:  # the 4-bit weights are placed on this process's device as they load
+        model = load_4bit(base, precision, load_device(accelerator), trust_remote_code=config.trust_remote_code)
+    else:
+        model = load_model(base, precision=precision if config.lora else "fp32",
+                           trust_remote_code=config.trust_remote_code, **placement(accelerator))
     disable_dropout(model)
     if config.gradient_checkpointing and not config.load_in_4bit:
         enable_checkpointing(model)
@@ -44,6 +51,27 @@ def build_model(config: TrainConfig, base: str, precision: str, accelerator: Any
                            gradient_checkpointing=config.gradient_checkpointing)
     freeze_first_blocks(model, config.freeze_layers)
     return model
+
+
+def load_device(accelerator: Any) -> str | int:
+    """Where this process's weights belong: its GPU's index, or the CPU."""
+    return accelerator.local_process_index if accelerator.device.type == "cuda" else "cpu"
+
+
+def placement(accelerator: Any) -> dict[str, Any]:
+    """`from_pretrained` arguments that load this process's copy where it will run.
+
+    On a GPU the weights go straight to the process's device (``device_map``), so
+    no process first holds a full copy in host memory. Under FSDP the model is
+    loaded on the CPU and accelerate shards it; with
+    ``fsdp_cpu_ram_efficient_loading: true`` (configs/fsdp.yaml) transformers
+    reads the weights on rank 0 only.
+    """
+    from accelerate.utils import DistributedType
+
+    if accelerator.device.type != "cuda" or accelerator.distributed_type == DistributedType.FSDP:
+        return {}
+    return {"device_map": {"": accelerator.local_process_index}}
 
 
 def enable_checkpointing(model: Any) -> None:
@@ -58,20 +86,32 @@ def adapter_config(config: TrainConfig) -> Any:
     return lora_config(config.lora_rank, config.lora_alpha, config.lora_dropout, config.lora_targets)
 
 
-def save_model(run: RunState, model: Any, base: str, target: Path) -> None:
-    """Save a plain model (LoRA merged into the unquantized `base`) with its tokenizer."""
+def write_model_folder(target: Path, write: Callable[[Path], None]) -> None:
+    """Write a saved model folder (final-model, final-adapter, sft-model): `write` fills a
+    temporary folder that replaces `target` only when complete. The one place a run
+    writes a model folder, so whatever every such folder should hold goes here."""
+    with atomic_dir(target) as tmp:
+        write(tmp)
+
+
+def save_model(run: RunState, model: Any, base: str, target: Path, adapter_target: Path | None = None) -> None:
+    """Save the trained model at `target` (LoRA merged into `base`, see `merge_adapter`) and,
+    for LoRA with `adapter_target`, the adapter in PEFT format there."""
     accelerator, config = run.accelerator, run.config
     state = full_state_dict(accelerator, model)  # every process: FSDP gathers the shards here
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
-        with atomic_dir(target) as tmp:
-            if config.lora:
-                adapter = adapter_state(unwrapped, state)
-                merged = merge_adapter(base, adapter, adapter_config(config), precision=run.precision,
-                                       trust_remote_code=config.trust_remote_code)
-                save_plain_model(merged, run.tokenizer, tmp)
-            else:
-                save_plain_model(unwrapped, run.tokenizer, tmp, state_dict=state)
+        if config.lora:
+            adapter = adapter_state(unwrapped, state)
+            if adapter_target is not None:
+                write_model_folder(adapter_target, lambda tmp: save_adapter(
+                    adapter, unwrapped.peft_config["default"], base, run.tokenizer, tmp))
+            merged = merge_adapter(base, adapter, adapter_config(config),
+                                   four_bit=run.precision if config.load_in_4bit else None,
+                                   device=load_device(accelerator), trust_remote_code=config.trust_remote_code)
+            write_model_folder(target, lambda tmp: save_plain_model(merged, run.tokenizer, tmp))
+        else:
+            write_model_folder(target, lambda tmp: save_plain_model(unwrapped, run.tokenizer, tmp, state_dict=state))
     accelerator.wait_for_everyone()
 
 

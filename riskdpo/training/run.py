@@ -18,7 +18,8 @@
    (`riskdpo.training.steps`); the stages share one `RunState`.
    With `objective="sft"` the loop minimises the SFT loss of step 2 instead (the
    warm-up's steps, `steps.Objective`), and no reference is built (no step 4).
-6. Save OUTPUT_DIR/final-model (LoRA merged in) and OUTPUT_DIR/run.json.
+6. Save OUTPUT_DIR/final-model (LoRA merged in), with LoRA OUTPUT_DIR/final-adapter
+   (PEFT format), and OUTPUT_DIR/run.json.
 
 Runs in a plain process, or in several under `accelerate launch` (DDP, or FSDP
 with configs/fsdp.yaml) or `torchrun` (on machines without CUDA: gloo over CPU
@@ -43,6 +44,7 @@ import torch
 from riskdpo.core.errors import UserError
 from riskdpo.core.fileio import write_json
 from riskdpo.models.loading import check_model_path, hide_loading_bars, load_tokenizer, resolve_precision
+from riskdpo.models.quantized import available as four_bit_available
 from riskdpo.pairs.prompting import PromptFormat
 from riskdpo.training import run_dir
 from riskdpo.training.checkpoint import (
@@ -50,18 +52,15 @@ from riskdpo.training.checkpoint import (
     remove_partial_checkpoints, save_checkpoint, save_reference, save_trainable_only,
 )
 from riskdpo.training.config import TrainConfig
-from riskdpo.training.lora import quantization_config
 from riskdpo.training.metrics import MetricsLog, truncate_metrics
 from riskdpo.training.pair_data import epoch_batches, fit_report, fit_split, load_pairs, most_common, split_info
 from riskdpo.training.preflight import check_lora_targets
+from riskdpo.training.processes import group_timeout, make_accelerator, on_cpu_processes, start_processes
 from riskdpo.training.policy import build_model, save_model
 from riskdpo.training.steps import (
     Objective, RunState, Trainee, fsdp_on_cpu_processes, make_optimizer, optimizer_step, prepare, reference_logps,
     release, validation_statistics,
 )
-
-_MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
-
 
 def cached_reference(run: RunState, model: Any, base: str) -> dict[str, torch.Tensor]:
     """Reference log-probs of every split: from OUTPUT_DIR's cache when it was computed
@@ -180,7 +179,6 @@ def train(config: TrainConfig) -> Path | None:
 
 
 def _train(config: TrainConfig) -> Path:
-    from accelerate import Accelerator, PartialState
     from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
 
@@ -192,17 +190,15 @@ def _train(config: TrainConfig) -> Path:
     run_dir.check_output_dir(output)
     check_model_path(config.model)
 
-    # torchrun on a machine without CUDA: gloo over CPU processes (accelerate
-    # takes that route only when told to use the CPU).
-    cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
-    precision = resolve_precision(config.precision, PartialState(cpu=cpu).device.type)
-    if config.load_in_4bit:
-        quantization_config(precision)  # fail now where 4-bit cannot run, not after loading the model
+    # the process group is created here, with the timeout rank 0's final save needs (processes.py)
+    precision = resolve_precision(config.precision, start_processes().device.type)
+    if config.load_in_4bit and not four_bit_available("cuda"):  # fail now, not after loading the model
+        raise UserError("--load-in-4bit needs a CUDA GPU and the bitsandbytes package (pip install bitsandbytes)")
     # accelerate keeps one precision per process; a second run in the same process
     # (a notebook, the tests) may want another. The process group is kept.
     AcceleratorState._reset_state(reset_partial_state=False)
-    accelerator = Accelerator(cpu=cpu, mixed_precision=_MIXED_PRECISION[precision], step_scheduler_with_optimizer=False)
-    if cpu and os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+    accelerator = make_accelerator(precision)
+    if on_cpu_processes() and os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
         fsdp_on_cpu_processes(accelerator)
     set_seed(config.seed)
     started, clock = _now(), time.perf_counter()
@@ -240,6 +236,7 @@ def _train(config: TrainConfig) -> Path:
             "precision": precision,
             "world_size": accelerator.num_processes,
             "distributed": accelerator.distributed_type.value,  # NO, MULTI_GPU (DDP), MULTI_CPU (DDP over gloo), FSDP
+            "process_group_timeout_s": (timeout := group_timeout()) and timeout.total_seconds(),
             "global_batch_size": run.global_size,
             "steps": run.per_epoch * config.epochs,
             "resumed_from": str(resume_from) if resume_from else None,
@@ -312,7 +309,7 @@ def _run_and_record(run: RunState, run_info: dict[str, Any], resume_from: Path |
         dpo_loop(run, trainee, objective, progress)
         timings["train_seconds"] = round(time.perf_counter() - start, 3)
         final = output / "final-model"
-        save_model(run, trainee.model, base, final)
+        save_model(run, trainee.model, base, final, adapter_target=output / "final-adapter")
     except KeyboardInterrupt as stop:
         stopped_by = signal.Signals(getattr(stop, "signal_number", signal.SIGINT)).name
         record("interrupted", error=f"stopped by {stopped_by}",

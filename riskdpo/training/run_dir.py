@@ -1,7 +1,7 @@
 """The run directory's contract: one writer at a time, finished runs kept, resumes
 that continue the same run, and a status that is never left at "running".
 
-OUTPUT_DIR holds final-model/, metrics.jsonl, run.json, checkpoints/,
+OUTPUT_DIR holds final-model/, final-adapter/ (LoRA), metrics.jsonl, run.json, checkpoints/,
 reference-logps.pt and (with --sft-epochs) sft-model/. The rules:
 
 - **Where output may go.** The path must be a folder (or not exist yet) in a
@@ -42,7 +42,7 @@ from riskdpo.training.checkpoint import checkpoint_dirs, fingerprint
 from riskdpo.training.config import TrainConfig, result_settings
 
 #: What a run writes into OUTPUT_DIR; --overwrite removes exactly these.
-RUN_OUTPUTS = ("final-model", "sft-model", "checkpoints", "metrics.jsonl", "run.json", "reference-logps.pt", "wandb")
+RUN_OUTPUTS = ("final-model", "final-adapter", "sft-model", "checkpoints", "metrics.jsonl", "run.json", "reference-logps.pt", "wandb")
 
 
 def check_output_dir(output: Path) -> None:

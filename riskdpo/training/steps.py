@@ -184,8 +184,10 @@ def fsdp_on_cpu_processes(accelerator: Any) -> None:
     accelerate (1.15) selects FSDP only on accelerator devices; on CPU processes
     it ignores the request and silently trains with plain data parallelism. This
     sets the state accelerate builds on GPUs (distributed type FSDP, the plugin
-    read from the same variables), so its FSDP2 code, `fully_shard` over a CPU
-    device mesh, is what runs: the tests prove FSDP training on CPUs this way.
+    read from the same variables, and under bf16 the mixed-precision policy
+    accelerate gives FSDP2 on GPUs: parameters gathered and gradients reduced in
+    bf16, fp32 sharded weights for AdamW), so its FSDP2 code, `fully_shard` over a
+    CPU device mesh, is what runs: the tests prove FSDP training on CPUs this way.
     """
     from accelerate.state import AcceleratorState, PartialState
     from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
@@ -193,6 +195,8 @@ def fsdp_on_cpu_processes(accelerator: Any) -> None:
     plugin = FullyShardedDataParallelPlugin()  # from the FSDP_* variables
     if plugin.fsdp_version != 2:
         raise UserError(f"FSDP on CPU processes: fsdp_version {plugin.fsdp_version} is not supported; use 2 (FSDP2)")
+    if accelerator.mixed_precision != "no":  # as on GPUs: compute and reduce gradients in bf16/fp16
+        plugin.set_mixed_precision(accelerator.mixed_precision)
     # both shared states, as accelerate sets them on GPUs (a later AcceleratorState() copies the partial one)
     AcceleratorState._shared_state.update(distributed_type=DistributedType.FSDP, fsdp_plugin=plugin)
     PartialState._shared_state["distributed_type"] = DistributedType.FSDP

@@ -40,3 +40,21 @@ def test_dry_run_prints_the_estimate_and_writes_nothing(tiny_model, pairs_path, 
         assert result.stdout == expected + "\n"
         assert "full, batch 3 x 96 tokens" in result.stdout and "gradient checkpointing" in result.stdout
 
+
+
+def test_a_qlora_dry_run_shows_the_fp32_casts(tiny_model, pairs_path, tmp_path):  # noqa: F811
+    """peft's prepare_model_for_kbit_training widens embeddings, lm_head and norms to fp32, and
+    their fp32 outputs make the 4-bit layers' activations fp32: both are counted and shown."""
+    result = run_cli("train", "--dataset", str(pairs_path), "--output-dir", str(tmp_path / "run"), "--model",
+                     str(tiny_model), "--load-in-4bit", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    config = model_config(str(tiny_model))
+    qlora, lora = (estimate_memory(config, mode=mode) for mode in ("qlora", "lora"))
+    from riskdpo.training.memory import model_shape
+
+    shape = model_shape(config)
+    unquantized = shape.parameters - sum(n_in * n_out for _, n_in, n_out in shape.block_linears)
+    assert qlora.fp32_casts == 4 * unquantized and lora.fp32_casts == 0
+    assert qlora.activations > 1.9 * lora.activations  # the blocks in fp32, not bf16
+    cast_line = next(line for line in result.stdout.splitlines() if "of which fp32 casts" in line)
+    assert "embeddings, lm_head, norms" in cast_line

@@ -1,13 +1,18 @@
 """Two real CPU processes (torchrun, gloo) take the same steps as one process
-with the same global batch: same metrics, same final weights."""
+with the same global batch: same metrics, same final weights and adapter; their
+process group has riskdpo's timeout (`PROCESS_GROUP_TIMEOUT`), not gloo's default."""
 
 import json
 import os
 import subprocess
 import sys
 
+import torch
+from safetensors.torch import load_file
+
 from helpers import SUBPROCESS_ENV, assert_same_run, choice_pairs, read_jsonl, tiny_model, write_pairs  # noqa: F401
 from riskdpo.training.config import TrainConfig
+from riskdpo.training.processes import PROCESS_GROUP_TIMEOUT
 from riskdpo.training.run import train
 
 OPTIONS = {"epochs": 2, "lr": 5e-3, "lora_dropout": 0.0, "max_length": 128, "seed": 7}
@@ -37,7 +42,11 @@ def test_two_processes_match_one_process(tiny_model, tmp_path):  # noqa: F811
 
     run = json.loads((pair / "run.json").read_text())
     assert run["world_size"] == 2 and run["global_batch_size"] == 4 and run["steps"] == 8
+    assert run["process_group_timeout_s"] == PROCESS_GROUP_TIMEOUT.total_seconds() != 30 * 60  # gloo's default
     assert json.loads((single / "run.json").read_text())["steps"] == 8
     assert_same_run(single, pair)
+    adapters = [load_file(run_dir / "final-adapter" / "adapter_model.safetensors") for run_dir in (single, pair)]
+    assert adapters[0].keys() == adapters[1].keys()
+    assert all(torch.allclose(adapters[0][key], adapters[1][key], atol=1e-5) for key in adapters[0])
     assert_same_run(single, accumulated)
     assert read_jsonl(single / "metrics.jsonl")[-1]["val/loss"] < read_jsonl(single / "metrics.jsonl")[0]["val/loss"]
