@@ -42,7 +42,7 @@ def test_the_corpus_covers_every_family_and_its_labels_are_options():
         families[record["model"].split("/")[-1].split("-")[0].lower()] += 1
         assert record["expected"] is None or record["expected"] in record["labels"]
         assert record["expected"] is not None or record["why"]
-    assert {"gemma", "llama", "qwen3"} <= set(families)
+    assert {"gemma", "llama", "qwen3", "smollm2"} <= set(families)
 
 
 def test_no_wrong_label_and_agreement_on_clear_answers():
