@@ -90,6 +90,7 @@ def eval_choices(**params) -> None:
     paths = output_paths(params["output"])
     for path in paths:
         check_output(path, inputs=[params["situations"]])
+    _note_killed_runs(params["model"])
     _, csv_path, _ = paths
     if not params["progress"]:
         from riskdpo.models.loading import hide_loading_bars
@@ -137,6 +138,18 @@ def eval_choices(**params) -> None:
         paths = write_evaluation(evaluation, params["output"])
         click.echo(format_table(evaluation.report))
         click.echo("wrote " + ", ".join(str(path) for path in paths))
+
+
+def _note_killed_runs(models: tuple[str, ...]) -> None:
+    """Record as "killed" (and say so) the training run of a --model that died without a word."""
+    from pathlib import Path
+
+    from riskdpo.training.run_dir import record_if_killed
+
+    for model in models:
+        for folder in (Path(model), Path(model).parent):
+            if (folder / "run.json").is_file() and (line := record_if_killed(folder)):
+                click.echo(line, err=True)
 
 
 COMMANDS = [eval_choices]

@@ -24,7 +24,10 @@ def report(output_dir: str, eval_reports: tuple[str, ...], out_dir: str | None) 
     """
     from riskdpo.core.fileio import check_output
     from riskdpo.reporting.figures import metrics_table, write_report
+    from riskdpo.training.run_dir import record_if_killed
 
+    if killed := record_if_killed(output_dir):
+        click.echo(killed, err=True)
     check_output(out_dir if out_dir is not None else f"{output_dir}/figures", directory=True)
     paths, log = write_report(output_dir, list(eval_reports), out_dir)
     for path in paths:

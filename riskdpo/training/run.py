@@ -51,9 +51,10 @@ from riskdpo.training.checkpoint import (
 )
 from riskdpo.training.config import TrainConfig
 from riskdpo.training.lora import quantization_config
+from riskdpo.training.memory_fit import check_fits
 from riskdpo.training.metrics import MetricsLog, truncate_metrics
 from riskdpo.training.pair_data import epoch_batches, fit_report, fit_split, load_pairs, most_common, split_info
-from riskdpo.training.preflight import check_lora_targets
+from riskdpo.training.preflight import check_freeze_layers, check_lora_targets
 from riskdpo.training.policy import build_model, save_model
 from riskdpo.training.steps import (
     Objective, RunState, Trainee, fsdp_on_cpu_processes, make_optimizer, optimizer_step, prepare, reference_logps,
@@ -210,6 +211,9 @@ def _train(config: TrainConfig) -> Path:
     tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
     if config.lora:
         check_lora_targets(config.model, config.lora_targets, trust_remote_code=config.trust_remote_code)
+    else:
+        check_freeze_layers(config.model, config.freeze_layers, trust_remote_code=config.trust_remote_code)
+    check_fits(config, precision, accelerator.device)
     fmt = PromptFormat(config.chat_template, config.system, most_common(records, "instruction"),
                        config.chat_template_kwargs)
     data = fit_split(config.dataset, records, tokenizer, fmt, config.max_length)
@@ -224,6 +228,8 @@ def _train(config: TrainConfig) -> Path:
     settings = run_dir.settings_record(dataclasses.asdict(config), dataset_info["sha256"], val_info and val_info["sha256"])
     lock = run_dir.locked_run_dir(output) if accelerator.is_main_process else contextlib.nullcontext()
     with lock:
+        if accelerator.is_main_process and (killed := run_dir.record_if_killed(output, locked=True)):
+            run.say(killed)
         run_dir.check_previous_run(output, config)
         resume_from = _resume_point(run) if config.resume else None
         if resume_from is not None:
