@@ -138,6 +138,16 @@ def eval_choices(**params) -> None:
         paths = write_evaluation(evaluation, params["output"])
         click.echo(format_table(evaluation.report))
         click.echo("wrote " + ", ".join(str(path) for path in paths))
+        _update_model_cards(params["model"], evaluation.report, str(paths[0]))
+
+
+def _update_model_cards(models: tuple[str, ...], report: dict, source: str) -> None:
+    """Add this evaluation to the model card of each --model folder riskdpo trained."""
+    from riskdpo.training.model_card import record_evaluation
+
+    for model in models:
+        if card := record_evaluation(model, report, source):
+            click.echo(f"added the evaluation to {card}")
 
 
 def _note_killed_runs(models: tuple[str, ...]) -> None:

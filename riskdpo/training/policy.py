@@ -58,8 +58,9 @@ def adapter_config(config: TrainConfig) -> Any:
     return lora_config(config.lora_rank, config.lora_alpha, config.lora_dropout, config.lora_targets)
 
 
-def save_model(run: RunState, model: Any, base: str, target: Path) -> None:
-    """Save a plain model (LoRA merged into the unquantized `base`) with its tokenizer."""
+def save_model(run: RunState, model: Any, base: str, target: Path, card: str | None = None) -> None:
+    """Save a plain model (LoRA merged into the unquantized `base`) with its tokenizer, and
+    `card` as its README.md (`riskdpo.training.model_card`) inside the same atomic folder."""
     accelerator, config = run.accelerator, run.config
     state = full_state_dict(accelerator, model)  # every process: FSDP gathers the shards here
     if accelerator.is_main_process:
@@ -72,6 +73,8 @@ def save_model(run: RunState, model: Any, base: str, target: Path) -> None:
                 save_plain_model(merged, run.tokenizer, tmp)
             else:
                 save_plain_model(unwrapped, run.tokenizer, tmp, state_dict=state)
+            if card is not None:
+                (Path(tmp) / "README.md").write_text(card, encoding="utf-8")
     accelerator.wait_for_everyone()
 
 

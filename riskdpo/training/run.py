@@ -18,7 +18,8 @@
    (`riskdpo.training.steps`); the stages share one `RunState`.
    With `objective="sft"` the loop minimises the SFT loss of step 2 instead (the
    warm-up's steps, `steps.Objective`), and no reference is built (no step 4).
-6. Save OUTPUT_DIR/final-model (LoRA merged in) and OUTPUT_DIR/run.json.
+6. Save OUTPUT_DIR/final-model (LoRA merged in, with its README.md model card,
+   `riskdpo.training.model_card`) and OUTPUT_DIR/run.json.
 
 Runs in a plain process, or in several under `accelerate launch` (DDP, or FSDP
 with configs/fsdp.yaml) or `torchrun` (on machines without CUDA: gloo over CPU
@@ -53,6 +54,7 @@ from riskdpo.training.config import TrainConfig
 from riskdpo.training.lora import quantization_config
 from riskdpo.training.memory_fit import check_fits
 from riskdpo.training.metrics import MetricsLog, truncate_metrics
+from riskdpo.training.model_card import model_card
 from riskdpo.training.pair_data import epoch_batches, fit_report, fit_split, load_pairs, most_common, split_info
 from riskdpo.training.preflight import check_freeze_layers, check_lora_targets
 from riskdpo.training.policy import build_model, save_model
@@ -318,7 +320,7 @@ def _run_and_record(run: RunState, run_info: dict[str, Any], resume_from: Path |
         dpo_loop(run, trainee, objective, progress)
         timings["train_seconds"] = round(time.perf_counter() - start, 3)
         final = output / "final-model"
-        save_model(run, trainee.model, base, final)
+        save_model(run, trainee.model, base, final, card=model_card(run_info))
     except KeyboardInterrupt as stop:
         stopped_by = signal.Signals(getattr(stop, "signal_number", signal.SIGINT)).name
         record("interrupted", error=f"stopped by {stopped_by}",
