@@ -68,7 +68,7 @@ def _apply_config(ctx: click.Context, _param: click.Parameter, value: str | None
     return value
 
 
-_CONFIG_CONTEXT = "riskdpo.config_context"
+_CONFIG_CONTEXT = "config file context"
 
 
 def config_source(ctx: click.Context, option: str | None) -> str | None:
