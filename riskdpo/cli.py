@@ -43,11 +43,19 @@ class RiskdpoGroup(click.Group):
     """
 
     def invoke(self, ctx: click.Context):
+        from riskdpo.commands.config_file import config_source
+
         try:
             return super().invoke(ctx)
         except UserError as error:
-            click.echo(f"error: {error}", err=True)
+            source = config_source(ctx, str(error).split(" ", 1)[0])  # "--epochs -1: ..." names its option first
+            click.echo(f"error: {error}" + (f" (set in --config {source})" if source else ""), err=True)
             sys.exit(USER_ERROR_STATUS)
+        except click.BadParameter as error:
+            source = config_source(ctx, error.param.name if error.param else None)
+            if source:
+                error.message += f" (set in --config {source})"
+            raise
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:

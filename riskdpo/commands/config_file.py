@@ -27,7 +27,14 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     source = Path(path)
     if not source.exists():
         raise UserError(f"{source}: no such config file")
-    text = source.read_text(encoding="utf-8")
+    if source.is_dir():
+        raise UserError(f"{source}: is a folder, not a config file")
+    try:
+        text = source.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{source}: not a config file (not UTF-8 text)") from None
+    except OSError as error:
+        raise UserError(f"{source}: cannot read the config file ({error.strerror})") from None
     try:
         if source.suffix == ".toml":
             data = tomllib.loads(text)
@@ -57,7 +64,25 @@ def _apply_config(ctx: click.Context, _param: click.Parameter, value: str | None
     if unknown:
         raise click.BadParameter(f"{value}: unknown option(s) {', '.join(unknown)}", ctx=ctx, param_hint="--config")
     ctx.default_map = {**(ctx.default_map or {}), **options}
+    ctx.meta[_CONFIG_CONTEXT] = ctx  # meta is shared by every context: the group finds the file on an error
     return value
+
+
+_CONFIG_CONTEXT = "config file context"
+
+
+def config_source(ctx: click.Context, option: str | None) -> str | None:
+    """The --config file that set `option` (a parameter name, or a flag such as ``--epochs``), or None
+    when no file was given or the value came from the command line or a default."""
+    command_ctx = ctx.meta.get(_CONFIG_CONTEXT)
+    if command_ctx is None or not option:
+        return None
+    name = option.lstrip("-").replace("-", "_")
+    param = next((p for p in command_ctx.command.params
+                  if p.name == name or any(flag.lstrip("-").replace("-", "_") == name for flag in p.opts)), None)
+    if param is None or command_ctx.get_parameter_source(param.name) != click.core.ParameterSource.DEFAULT_MAP:
+        return None
+    return command_ctx.params.get("config")
 
 
 def config_option(command):

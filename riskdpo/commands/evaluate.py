@@ -92,6 +92,7 @@ def eval_choices(**params) -> None:
     paths = output_paths(params["output"])
     for path in paths:
         check_output(path, inputs=[params["situations"]])
+    _note_killed_runs(params["model"])
     _, csv_path, _ = paths
     if not params["progress"]:
         from riskdpo.models.loading import hide_loading_bars
@@ -139,6 +140,28 @@ def eval_choices(**params) -> None:
         paths = write_evaluation(evaluation, params["output"])
         click.echo(format_table(evaluation.report))
         click.echo("wrote " + ", ".join(str(path) for path in paths))
+        _update_model_cards(params["model"], evaluation.report, str(paths[0]))
+
+
+def _update_model_cards(models: tuple[str, ...], report: dict, source: str) -> None:
+    """Add this evaluation to the model card of each --model folder riskdpo trained."""
+    from riskdpo.training.model_card import record_evaluation
+
+    for model in models:
+        if card := record_evaluation(model, report, source):
+            click.echo(f"added the evaluation to {card}")
+
+
+def _note_killed_runs(models: tuple[str, ...]) -> None:
+    """Record as "killed" (and say so) the training run of a --model that died without a word."""
+    from pathlib import Path
+
+    from riskdpo.training.run_dir import record_if_killed
+
+    for model in models:
+        for folder in (Path(model), Path(model).parent):
+            if (folder / "run.json").is_file() and (line := record_if_killed(folder)):
+                click.echo(line, err=True)
 
 
 COMMANDS = [eval_choices]

@@ -2,7 +2,8 @@
 
 * layout 1, one row per option: rows sharing `situation_id` form a situation,
   `option_index` (0-based) orders them, `prizes_display` + `probs_percent` give
-  each option's lottery, and the label-set columns (`CARA_correct_labels`, ...)
+  each option's lottery (which must be the one its prompt line shows, within the
+  sheet's `rounding_mode`: `riskdpo.data.prompt_agreement`), and the label-set columns (`CARA_correct_labels`, ...)
   or, failing those, the `is_best_*_display` TRUE flags give each agent's best
   options. Columns that describe the whole situation (`SITUATION_COLUMNS`:
   the prompt, the label sets, `num_options`, ...) repeat on every option row
@@ -31,6 +32,7 @@ from riskdpo.core.errors import UserError
 from riskdpo.data.cells import RowProblem, as_bool, identifier, jsonable, number_list, text_list
 from riskdpo.data.labels import answer_variants, canonical_label, find_option_texts
 from riskdpo.data.lotteries import lottery_from_percents, prompt_lottery
+from riskdpo.data.prompt_agreement import lottery_disagreements
 from riskdpo.data.situations import Option, Situation, situation_problem
 from riskdpo.data.row_checks import check_consistent, check_row_cells
 from riskdpo.data.tables import Table
@@ -168,8 +170,12 @@ def _option_index(value: Any, row: int) -> int:
     raise RowProblem(row, f"option_index {value!r} is not a whole number 0, 1, 2, ...")
 
 
-def _row_lottery(values: tuple, positions: dict[str, int], row: int):
-    """The lottery of one layout-1 row, or None when the row has no prizes and probabilities."""
+def _row_lottery(values: tuple, positions: dict[str, int], row: int, line: str, option: str):
+    """The lottery of one layout-1 row, or None when the row has no prizes and probabilities.
+
+    The cells must show the lottery option line `line` of the prompt shows, within
+    the row's `rounding_mode` (`riskdpo.data.prompt_agreement`); every disagreement is named.
+    """
     prize_cell = values[positions["prizes_display"]] if "prizes_display" in positions else None
     percent_cell = values[positions["probs_percent"]] if "probs_percent" in positions else None
     if prize_cell is None and percent_cell is None:
@@ -180,9 +186,14 @@ def _row_lottery(values: tuple, positions: dict[str, int], row: int):
     prizes = number_list(prize_cell, "prizes_display", row)
     percents = number_list(percent_cell, "probs_percent", row)
     try:
-        return lottery_from_percents(prizes, percents)
+        lottery = lottery_from_percents(prizes, percents)
     except ValueError as error:
         raise RowProblem(row, f"prizes_display/probs_percent: {error}") from None
+    rounding = values[positions["rounding_mode"]] if "rounding_mode" in positions else None
+    disagreements = lottery_disagreements(line, prizes, percents, None if rounding is None else str(rounding))
+    if disagreements:
+        raise RowProblem(row, f"{option}: the lottery cells disagree with its line in the prompt ({'; '.join(disagreements)})")
+    return lottery
 
 
 def _layout1_sets(rows, labels: list[str], positions: dict[str, int]) -> dict[str, list[str]]:
@@ -224,7 +235,8 @@ def layout1_situation(table: Table, positions: dict[str, int], sid: str, rows) -
         raise RowProblem(first_row, f"the prompt has {len(found)} option lines but situation {sid} has {len(ordered)} option rows")
     labels = [canonical for _, canonical, _ in found]
 
-    lotteries = [_row_lottery(values, positions, row) for row, values in ordered]
+    lotteries = [_row_lottery(values, positions, row, line, f"situation {sid}, option {written}")
+                 for (row, values), (written, _, line) in zip(ordered, found)]
     if any(lotteries) and not all(lotteries):
         row = ordered[lotteries.index(None)][0]
         raise RowProblem(row, "prizes_display/probs_percent are empty while other options of the situation have them")

@@ -10,6 +10,7 @@ Both become ``(prizes, probabilities as fractions summing to 1)``.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Sequence
 
 from riskdpo.data.expected_utility import VERBAL_PROBABILITIES, parse_amount
@@ -58,26 +59,47 @@ def lottery_from_percents(prizes: Sequence[float], percents: Sequence[float]) ->
     return tuple(prizes), tuple(percent / total for percent in percents)
 
 
+@dataclass(frozen=True)
+class ShownOutcome:
+    """One outcome as an option line writes it: the amount, and the probability in
+    percent where it is written as a number (None for a verbal phrase), each with its text."""
+
+    amount: float
+    amount_text: str
+    percent: float | None
+    percent_text: str | None
+    verbal_percent: float
+
+
+def prompt_outcomes(text: str) -> list[ShownOutcome]:
+    """The outcomes an option line writes, in order: percent (``82% probability of
+    $749``), fraction (``probability 0.82 of $749``) and verbal (``Likely to give
+    $749`` = 80%) forms."""
+    outcomes = []
+    for match in _OUTCOME.finditer(text):
+        if match.group("percent") is not None:
+            written = match.group("percent")
+            outcomes.append(ShownOutcome(parse_amount(match.group("percent_amount")), match.group("percent_amount"),
+                                         float(written), f"{written}%", float(written)))
+        elif match.group("fraction") is not None:
+            written = match.group("fraction")
+            outcomes.append(ShownOutcome(parse_amount(match.group("fraction_amount")), match.group("fraction_amount"),
+                                         100 * float(written), written, 100 * float(written)))
+        else:
+            percent = _VERBAL_BY_LOWER[match.group("verbal").lower().replace("’", "'")]
+            outcomes.append(ShownOutcome(parse_amount(match.group("verbal_amount")), match.group("verbal_amount"),
+                                         None, None, percent))
+    return outcomes
+
+
 def prompt_lottery(text: str) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
     """The lottery an option line offers, e.g. ``59% probability of -$73,700, 41% probability of $270``.
 
-    Reads percent (``82% probability of $749``), fraction (``probability 0.82
-    of $749``) and verbal (``Likely to give $749`` = 80%) outcomes. None when
-    the line names no outcome or its probabilities do not sum to 100.
+    Reads the outcomes of `prompt_outcomes` (a verbal phrase counts as its
+    percent). None when the line names no outcome or its probabilities do not sum to 100.
     """
-    prizes, percents = [], []
-    for match in _OUTCOME.finditer(text):
-        if match.group("percent") is not None:
-            percents.append(float(match.group("percent")))
-            amount = match.group("percent_amount")
-        elif match.group("fraction") is not None:
-            percents.append(100 * float(match.group("fraction")))
-            amount = match.group("fraction_amount")
-        else:
-            percents.append(_VERBAL_BY_LOWER[match.group("verbal").lower().replace("’", "'")])
-            amount = match.group("verbal_amount")
-        prizes.append(parse_amount(amount))
+    outcomes = prompt_outcomes(text)
     try:
-        return lottery_from_percents(prizes, percents)
+        return lottery_from_percents([o.amount for o in outcomes], [o.verbal_percent for o in outcomes])
     except ValueError:
         return None

@@ -204,9 +204,11 @@ def stake_free_values(table: UtilityTable, alphas: np.ndarray, rows: np.ndarray)
     present = probs.sum(axis=-1) > 0
     worst = np.where(probs > 0, prizes, np.inf).min(axis=-1, initial=np.inf)
     worst = np.where(present, worst, 0.0)
-    gaps = np.where(probs > 0, prizes - worst[..., None], 0.0)
     alpha = np.asarray(alphas, dtype=float)[:, None, None, None]
+    # A gap wider than the largest float (prizes of -1e308 and 1e308) is inf, and
+    # expm1(-alpha * inf) = -1 is the right limit: such a prize adds nothing to the sum.
     with np.errstate(over="ignore", invalid="ignore"):
+        gaps = np.where(probs > 0, prizes - worst[..., None], 0.0)
         inner = (probs * np.expm1(-alpha * gaps)).sum(axis=-1)
         values = worst - np.log1p(inner) / alpha[..., 0]
     values = np.where(alpha[..., 0] == 0, (probs * prizes).sum(axis=-1), values)

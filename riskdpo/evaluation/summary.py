@@ -13,7 +13,8 @@ Per model:
 - **option types** (sheets with an ``option_type`` per option, e.g.
   Cooperate / Steal / Rebel): the share of answers choosing each type, plus
   ``invalid`` (no readable choice), overall and by stratum; Wilson intervals
-  with one answer per situation, cluster bootstrap with several.
+  with one answer per situation, cluster bootstrap with several. Every type the
+  situations offer is listed, chosen or not (0 with its interval).
 
 Between models: the paired difference of risk-averse rates on the situations
 both scored (Newcombe method 10) and McNemar's exact p-value.
@@ -148,7 +149,11 @@ def _groups(situations: Sequence[Situation], positions: Sequence[int]) -> dict[s
 
 
 def _option_types(situations, answers: dict[int, list[dict]], seed: int) -> dict[str, Any] | None:
-    """Shares of answers choosing each option type, overall and by stratum (None where no option has a type)."""
+    """Shares of answers choosing each option type, overall and by stratum (None where no option has a type).
+
+    Every type some option of the situations has is listed, with 0 and its
+    interval where no answer chose it, so the reports of two models line up.
+    """
     typed = [position for position in answers if any(option.type for option in situations[position].options)]
     if not typed:
         return None
@@ -156,7 +161,9 @@ def _option_types(situations, answers: dict[int, list[dict]], seed: int) -> dict
         position: [str(option_type(situations[position], a.get("label"))) for a in answers[position]]
         for position in typed
     }
-    names = sorted({name for cluster in clusters.values() for name in cluster} - {NO_CHOICE}) + [NO_CHOICE]
+    offered = {option.type for situation in situations for option in situation.options if option.type}
+    chosen = {name for cluster in clusters.values() for name in cluster}
+    names = sorted((offered | chosen) - {NO_CHOICE}) + [NO_CHOICE]
     summary = _clustered(list(clusters.values()), names, seed)
     summary["strata"] = {
         stratum: {

@@ -25,7 +25,8 @@ def looks_local(name: str) -> bool:
 
 
 def check_model_path(name: str) -> None:
-    """A --model that names a local path must be a folder that exists.
+    """A --model that names a local path must be a folder that exists, and not a
+    training run's folder (its model is the run's final-model/).
 
     Checked by `load_tokenizer` and `load_model` (and by train before it writes
     anything) before the hub client sees the name, which would call a missing
@@ -38,6 +39,10 @@ def check_model_path(name: str) -> None:
         raise UserError(f"--model {name}: is a file; give the model's folder, a hub id or a short name")
     if looks_local(name) and not path.exists():
         raise UserError(f"--model {name}: no such model folder")
+    if path.is_dir() and (path / "run.json").is_file() and not (path / "config.json").exists():
+        final = path / "final-model"
+        found = f"its model is {final}" if final.is_dir() else f"it holds no {final.name} yet (the run did not finish)"
+        raise UserError(f"--model {name}: is a riskdpo train run folder, not a model; {found}")
 
 
 def resolve_model(name: str) -> str:

@@ -17,7 +17,15 @@ makes is kept:
     OUTPUT_DIR/round-R/pairs.jsonl      the round's sampled pairs
     OUTPUT_DIR/round-R/train/           a training run (final-model/, run.json, metrics.jsonl)
     OUTPUT_DIR/round-R/report.json      eval-choices' report (+ .csv, .png)
-    OUTPUT_DIR/rounds.json              what each round did
+    OUTPUT_DIR/rounds.json              what each finished round did, which rounds finished
+                                        (`finished`), the round under way (`running`)
+
+A recipe stopped part-way (Ctrl-C, a crash, the machine gone) continues with
+`resume=True` (`riskdpo iterate --resume`): the rounds rounds.json lists as
+finished are kept, not redone, and the first unfinished round starts again
+from the last finished round's model (its training run resumed from its
+checkpoints where it has some). The recipe's settings must be those it was
+started with (their fingerprint is in rounds.json); `rounds` may grow.
 
 Round R samples with seed `sample.seed` + R - 1, so rounds draw different
 answers and the same config gives the same files. Prompts are rendered alike in
@@ -34,13 +42,14 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from riskdpo.core.errors import UserError
-from riskdpo.core.fileio import write_json
+from riskdpo.core.fileio import read_json, write_json
 from riskdpo.data.situations import load_situations
 from riskdpo.evaluation.evaluate import EvalOptions, evaluate_choices, read_eval_situations
 from riskdpo.evaluation.report import write_evaluation
 from riskdpo.pairs.records import write_pairs
 from riskdpo.pairs.prompting import PromptFormat
 from riskdpo.recipes.on_policy import SampleSpec, sample_pairs
+from riskdpo.training.checkpoint import checkpoint_dirs, fingerprint
 from riskdpo.training.config import TrainConfig
 from riskdpo.training.run import train
 
@@ -129,22 +138,70 @@ class Round:
     summary: list[str]
 
 
-def run_rounds(config: IterateConfig, say: Callable[[str], None] = print) -> list[Round]:
+def recipe_fingerprint(config: IterateConfig) -> str:
+    """The settings a resumed recipe must share with the one it continues (all but output_dir and rounds)."""
+    settings = dataclasses.asdict(config)
+    return fingerprint({key: value for key, value in settings.items() if key not in ("output_dir", "rounds")})
+
+
+def finished_rounds(config: IterateConfig) -> list[Round]:
+    """The rounds an earlier run of this recipe finished, from OUTPUT_DIR/rounds.json (`UserError` when
+    it is missing or was written by a recipe with other settings)."""
+    path = Path(config.output_dir) / "rounds.json"
+    if not path.is_file():
+        raise UserError(f"--resume: {path} is missing, so there is no recipe to continue; start afresh in a new "
+                        "or empty folder")
+    record = read_json(path, dict, "a rounds record")
+    if record.get("recipe") != recipe_fingerprint(config):
+        raise UserError(f"--resume: {path} was written by a recipe with other settings; resume with the same "
+                        "config (only rounds may change), or start afresh in a new or empty folder")
+    fields = [f.name for f in dataclasses.fields(Round)]
+    return [Round(**{name: entry[name] for name in fields}) for entry in record.get("rounds", [])
+            if entry.get("status") == "finished"]
+
+
+def _record(output: Path, config: IterateConfig, rounds: list[Round], running: int | None) -> None:
+    write_json(output / "rounds.json", {
+        "recipe": recipe_fingerprint(config),
+        "rounds_planned": config.rounds,
+        "finished": [r.number for r in rounds],
+        "running": running,
+        "rounds": [{**dataclasses.asdict(r), "status": "finished"} for r in rounds],
+    })
+
+
+def _round_training(config: IterateConfig, number: int, model: str) -> TrainConfig:
+    """Round R's training run, continuing what an interrupted attempt left in its folder."""
+    settings = config.train_config(number, model)
+    folder = Path(settings.output_dir)
+    if checkpoint_dirs(folder):
+        return dataclasses.replace(settings, resume=True)
+    return dataclasses.replace(settings, overwrite=folder.exists())
+
+
+def run_rounds(config: IterateConfig, say: Callable[[str], None] = print, resume: bool = False) -> list[Round]:
     """Run the recipe's rounds; return what each made.
 
     Stops early, with a line saying so, when a round's answers give no pair
     (round 1: a `UserError`, nothing was made). The output folder must be new or
-    empty, so a finished recipe is never mixed with another.
+    empty, so a finished recipe is never mixed with another; with `resume` it
+    must hold this recipe's rounds.json, whose finished rounds are kept.
     """
     output = Path(config.output_dir)
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
-        raise UserError(f"{output}: already holds files; iterate writes into a new or empty folder")
+    if resume:
+        rounds = finished_rounds(config)
+    elif output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise UserError(f"{output}: already holds files; iterate writes into a new or empty folder "
+                        "(--resume continues the recipe that wrote them)")
+    else:
+        rounds = []
     situations = load_situations(config.situations)
     eval_situations = read_eval_situations(config.eval_situations or config.situations)
     options = EvalOptions(**config.evaluate)
-    rounds: list[Round] = []
-    model = config.model
-    for number in range(1, config.rounds + 1):
+    model = rounds[-1].model if rounds else config.model
+    for done in rounds:
+        say(f"round {done.number}: finished before, kept ({done.model})")
+    for number in range(len(rounds) + 1, config.rounds + 1):
         sampled = sample_pairs(model, situations, config.sample_spec(number))
         for line in sampled.summary_lines():
             say(f"round {number}: {line}")
@@ -156,16 +213,17 @@ def run_rounds(config: IterateConfig, say: Callable[[str], None] = print) -> lis
             break
         folder = config.round_dir(number)
         folder.mkdir(parents=True, exist_ok=True)
+        _record(output, config, rounds, running=number)
         pairs = folder / "pairs.jsonl"
         write_pairs(pairs, sampled.pairs)
-        final = train(config.train_config(number, model))
+        final = train(_round_training(config, number, model))
         say(f"round {number}: trained {final}")
         evaluation = evaluate_choices([str(final)], eval_situations, options=options, names=[f"round-{number}"],
                                       config={"round": number, **options.settings()})
         report = write_evaluation(evaluation, folder / "report.json")[0]
         say(f"round {number}: wrote {report}")
         rounds.append(Round(number, model, str(pairs), str(final), str(report), sampled.summary_lines()))
-        write_json(output / "rounds.json", {"rounds": [dataclasses.asdict(r) for r in rounds]})
+        _record(output, config, rounds, running=None)
         model = str(final)
     return rounds
 

@@ -150,9 +150,19 @@ def load_checkpoint(accelerator: Any, directory: str | Path) -> Progress:
     try:
         accelerator.load_state(str(directory), strict=False)
     except Exception as error:  # whatever torch.load / pickle / safetensors raise for bytes that are not a checkpoint
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"{directory}: damaged checkpoint ({detail}); delete it to resume from an earlier one") from None
+        raise UserError(f"{directory}: damaged checkpoint ({load_failure(error)}); delete it to resume from an "
+                        "earlier one") from None
     return Progress(**json.loads((Path(directory) / "progress.json").read_text(encoding="utf-8")))
+
+
+def load_failure(error: BaseException) -> str:
+    """Why torch.load failed, in a few words: its first sentence, not the paragraphs it
+    prints (the weights_only advice is about trusting a file, not about a damaged one)."""
+    text = " ".join(str(error).split())
+    if text.startswith("Weights only load failed"):
+        return "its bytes are not what torch.save wrote"
+    sentence = text.split(". ")[0].rstrip(".") if text else type(error).__name__
+    return sentence if len(sentence) <= 120 else sentence[:117] + "..."
 
 
 def remove_partial_checkpoints(output_dir: str | Path) -> None:
@@ -182,8 +192,7 @@ def load_reference(path: str | Path, expected: str) -> dict[str, torch.Tensor] |
     try:
         cached = torch.load(source, map_location="cpu")
     except Exception as error:  # torch.load raises many types for bytes that are not what torch.save wrote
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DamagedCache(f"{source}: damaged ({detail[:200]})") from None
+        raise DamagedCache(f"{source}: damaged ({load_failure(error)})") from None
     logps = cached.get("logps") if isinstance(cached, dict) else None
     if not (isinstance(logps, dict) and all(isinstance(value, torch.Tensor) for value in logps.values())):
         raise DamagedCache(f"{source}: damaged (not a cache of reference log-probs)")

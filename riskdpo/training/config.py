@@ -30,7 +30,7 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 #: Settings a resumed run may change: how the run is shown, kept and where it is
 #: mirrored, never what it computes. Everything else must match the interrupted run.
 RESULT_FREE_SETTINGS = ("output_dir", "progress", "wandb_project", "save_every", "keep_checkpoints", "resume",
-                        "overwrite", "dry_run")
+                        "overwrite", "dry_run", "force")
 
 
 def setting(default: Any = dataclasses.MISSING, help: str | None = None, *, aliases: tuple[str, ...] = (),
@@ -106,6 +106,9 @@ class TrainConfig:
     progress: bool = setting(True, "Show a progress bar.", off="--no-progress")
     dry_run: bool = setting(False, "Print the estimated peak GPU memory of this run and stop: reads the model's "
                                    "config, its tokenizer and the pairs, loads no weights, writes nothing.", flag=True)
+
+    force: bool = setting(False, "Train even where the memory estimate exceeds the memory available (checked "
+                                 "before anything loads: RAM on the CPU, the GPU's free memory on a GPU).", flag=True)
 
     def __post_init__(self) -> None:
         """Reject impossible option values with one line naming the option."""

@@ -94,7 +94,8 @@ def file_sha256(path: str | Path) -> str:
 def split_info(path: str, records: list[dict], split: PairSet) -> dict[str, Any]:
     """What run.json says about a pairs file."""
     return {"path": str(Path(path).resolve()), "sha256": file_sha256(path), "pairs": len(records), "used": len(split.groups),
-            "truncated_prompts": split.truncated, "skipped_pairs": split.skipped}
+            "truncated_prompts": split.truncated, "skipped_pairs": split.skipped,
+            "sheets": dict(sorted(Counter(str(record.get("sheet") or "unnamed") for record in records).items()))}
 
 
 def steps_per_epoch(pairs: int, global_size: int) -> int:

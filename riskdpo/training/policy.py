@@ -86,17 +86,21 @@ def adapter_config(config: TrainConfig) -> Any:
     return lora_config(config.lora_rank, config.lora_alpha, config.lora_dropout, config.lora_targets)
 
 
-def write_model_folder(target: Path, write: Callable[[Path], None]) -> None:
+def write_model_folder(target: Path, write: Callable[[Path], None], card: str | None = None) -> None:
     """Write a saved model folder (final-model, final-adapter, sft-model): `write` fills a
-    temporary folder that replaces `target` only when complete. The one place a run
-    writes a model folder, so whatever every such folder should hold goes here."""
+    temporary folder, `card` becomes its README.md model card (`riskdpo.training.model_card`),
+    and the folder replaces `target` only when complete. The one place a run writes a model
+    folder, so whatever every such folder should hold goes here."""
     with atomic_dir(target) as tmp:
         write(tmp)
+        if card is not None:
+            (Path(tmp) / "README.md").write_text(card, encoding="utf-8")
 
 
-def save_model(run: RunState, model: Any, base: str, target: Path, adapter_target: Path | None = None) -> None:
+def save_model(run: RunState, model: Any, base: str, target: Path, adapter_target: Path | None = None,
+               card: str | None = None, adapter_card: str | None = None) -> None:
     """Save the trained model at `target` (LoRA merged into `base`, see `merge_adapter`) and,
-    for LoRA with `adapter_target`, the adapter in PEFT format there."""
+    for LoRA with `adapter_target`, the adapter in PEFT format there; each with its model card."""
     accelerator, config = run.accelerator, run.config
     state = full_state_dict(accelerator, model)  # every process: FSDP gathers the shards here
     if accelerator.is_main_process:
@@ -105,13 +109,13 @@ def save_model(run: RunState, model: Any, base: str, target: Path, adapter_targe
             adapter = adapter_state(unwrapped, state)
             if adapter_target is not None:
                 write_model_folder(adapter_target, lambda tmp: save_adapter(
-                    adapter, unwrapped.peft_config["default"], base, run.tokenizer, tmp))
+                    adapter, unwrapped.peft_config["default"], base, run.tokenizer, tmp), adapter_card)
             merged = merge_adapter(base, adapter, adapter_config(config),
                                    four_bit=run.precision if config.load_in_4bit else None,
                                    device=load_device(accelerator), trust_remote_code=config.trust_remote_code)
-            write_model_folder(target, lambda tmp: save_plain_model(merged, run.tokenizer, tmp))
+            write_model_folder(target, lambda tmp: save_plain_model(merged, run.tokenizer, tmp), card)
         else:
-            write_model_folder(target, lambda tmp: save_plain_model(unwrapped, run.tokenizer, tmp, state_dict=state))
+            write_model_folder(target, lambda tmp: save_plain_model(unwrapped, run.tokenizer, tmp, state_dict=state), card)
     accelerator.wait_for_everyone()
 
 

@@ -1,7 +1,8 @@
 """Options checked against the model before a run writes anything.
 
 An unknown `--lora-targets` module would surface as peft's exception after
-run.json was written. It is found here, from the model's configuration alone:
+run.json was written, and `--freeze-layers` beyond the model's blocks as an
+error after the run folder was made; both are refused here instead. It is found here, from the model's configuration alone:
 the module names come from the model built on the meta device (no weights are
 read or allocated). A missing local model folder is refused by
 `riskdpo.models.loading.check_model_path`, which every loader goes through.
@@ -10,8 +11,29 @@ read or allocated). A missing local model folder is refused by
 from __future__ import annotations
 
 
+from typing import Any
+
 from riskdpo.core.errors import UserError
 from riskdpo.models.loading import resolve_model
+
+
+def _model_config(name: str, trust_remote_code: bool) -> Any:
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(resolve_model(name), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as error:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"--model {name}: cannot read the model's configuration ({detail})") from None
+
+
+def check_freeze_layers(name: str, count: int, *, trust_remote_code: bool) -> None:
+    """--freeze-layers K needs K <= the model's transformer blocks (`num_hidden_layers` of its config)."""
+    if not count:
+        return
+    blocks = getattr(_model_config(name, trust_remote_code), "num_hidden_layers", None)
+    if isinstance(blocks, int) and count > blocks:
+        raise UserError(f"--freeze-layers {count}: the model has only {blocks} transformer blocks")
 
 
 def check_lora_targets(name: str, targets: str, *, trust_remote_code: bool) -> None:
@@ -24,11 +46,11 @@ def check_lora_targets(name: str, targets: str, *, trust_remote_code: bool) -> N
         return
     import torch
     from accelerate import init_empty_weights
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
     from transformers.pytorch_utils import Conv1D
 
+    model_config = _model_config(name, trust_remote_code)
     try:
-        model_config = AutoConfig.from_pretrained(resolve_model(name), trust_remote_code=trust_remote_code)
         with init_empty_weights():
             skeleton = AutoModelForCausalLM.from_config(model_config, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:

@@ -18,8 +18,9 @@
    (`riskdpo.training.steps`); the stages share one `RunState`.
    With `objective="sft"` the loop minimises the SFT loss of step 2 instead (the
    warm-up's steps, `steps.Objective`), and no reference is built (no step 4).
-6. Save OUTPUT_DIR/final-model (LoRA merged in), with LoRA OUTPUT_DIR/final-adapter
-   (PEFT format), and OUTPUT_DIR/run.json.
+6. Save OUTPUT_DIR/final-model (LoRA merged in) and, with LoRA, OUTPUT_DIR/final-adapter
+   (PEFT format), each with its README.md model card (`riskdpo.training.model_card`),
+   and OUTPUT_DIR/run.json.
 
 Runs in a plain process, or in several under `accelerate launch` (DDP, or FSDP
 with configs/fsdp.yaml) or `torchrun` (on machines without CUDA: gloo over CPU
@@ -52,9 +53,11 @@ from riskdpo.training.checkpoint import (
     remove_partial_checkpoints, save_checkpoint, save_reference, save_trainable_only,
 )
 from riskdpo.training.config import TrainConfig
+from riskdpo.training.memory_fit import check_fits
 from riskdpo.training.metrics import MetricsLog, truncate_metrics
+from riskdpo.training.model_card import model_card
 from riskdpo.training.pair_data import epoch_batches, fit_report, fit_split, load_pairs, most_common, split_info
-from riskdpo.training.preflight import check_lora_targets
+from riskdpo.training.preflight import check_freeze_layers, check_lora_targets
 from riskdpo.training.processes import group_timeout, make_accelerator, on_cpu_processes, start_processes
 from riskdpo.training.policy import build_model, save_model
 from riskdpo.training.steps import (
@@ -206,6 +209,9 @@ def _train(config: TrainConfig) -> Path:
     tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
     if config.lora:
         check_lora_targets(config.model, config.lora_targets, trust_remote_code=config.trust_remote_code)
+    else:
+        check_freeze_layers(config.model, config.freeze_layers, trust_remote_code=config.trust_remote_code)
+    check_fits(config, precision, accelerator.device)
     fmt = PromptFormat(config.chat_template, config.system, most_common(records, "instruction"),
                        config.chat_template_kwargs)
     data = fit_split(config.dataset, records, tokenizer, fmt, config.max_length)
@@ -220,6 +226,8 @@ def _train(config: TrainConfig) -> Path:
     settings = run_dir.settings_record(dataclasses.asdict(config), dataset_info["sha256"], val_info and val_info["sha256"])
     lock = run_dir.locked_run_dir(output) if accelerator.is_main_process else contextlib.nullcontext()
     with lock:
+        if accelerator.is_main_process and (killed := run_dir.record_if_killed(output, locked=True)):
+            run.say(killed)
         run_dir.check_previous_run(output, config)
         resume_from = _resume_point(run) if config.resume else None
         if resume_from is not None:
@@ -309,7 +317,8 @@ def _run_and_record(run: RunState, run_info: dict[str, Any], resume_from: Path |
         dpo_loop(run, trainee, objective, progress)
         timings["train_seconds"] = round(time.perf_counter() - start, 3)
         final = output / "final-model"
-        save_model(run, trainee.model, base, final, adapter_target=output / "final-adapter")
+        save_model(run, trainee.model, base, final, adapter_target=output / "final-adapter",
+                   card=model_card(run_info), adapter_card=model_card(run_info, adapter=True))
     except KeyboardInterrupt as stop:
         stopped_by = signal.Signals(getattr(stop, "signal_number", signal.SIGINT)).name
         record("interrupted", error=f"stopped by {stopped_by}",

@@ -20,7 +20,11 @@ reference-logps.pt and (with --sft-epochs) sft-model/. The rules:
   one line naming them. Only `RESULT_FREE_SETTINGS` may differ.
 - **Status.** run.json says "running" while a run writes, then "finished",
   "failed" (with the error) or "interrupted" (Ctrl-C or SIGTERM; the checkpoints
-  are kept for --resume).
+  are kept for --resume). A process killed outright (SIGKILL, the kernel's
+  out-of-memory killer) cannot write anything, so the next command that opens
+  the folder (train, --resume, report, eval-choices of its model) and finds it
+  "running" with the lock free records "killed", with the newest checkpoint and
+  the last step logged (`record_if_killed`), and says so in one line.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from riskdpo.core.errors import UserError
-from riskdpo.core.fileio import read_json
+from riskdpo.core.fileio import read_json, write_json
 from riskdpo.training.checkpoint import checkpoint_dirs, fingerprint
 from riskdpo.training.config import TrainConfig, result_settings
 
@@ -55,7 +59,16 @@ def check_output_dir(output: Path) -> None:
     if not existing.is_dir():
         raise UserError(f"--output-dir {output}: {existing} is a file, so no folder can be made under it")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"--output-dir {output}: cannot write in {existing} (permission denied)")
+        reason = "a read-only file system" if _read_only(existing) else "permission denied"
+        raise UserError(f"--output-dir {output}: cannot write in {existing} ({reason})")
+
+
+def _read_only(folder: Path) -> bool:
+    """True when `folder` lies on a file system mounted read-only (where access() also says no)."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
@@ -101,6 +114,50 @@ def previous_run(output: Path) -> dict[str, Any] | None:
         return read_json(output / "run.json", expect=dict)
     except UserError:
         return None
+
+
+def record_if_killed(output: str | Path, *, locked: bool = False) -> str | None:
+    """Record a run that was killed without a word (SIGKILL, out of memory) as "killed".
+
+    A run.json saying "running" while no process holds the folder's lock was
+    left by a process that died before it could write its status. It becomes
+    "killed", with `checkpoints` (the newest last) and `last_logged_step`
+    (from metrics.jsonl). Returns the one line to tell the user, or None when
+    the folder holds no such run (or its run is still writing). `locked`: the
+    caller holds the lock already (train).
+    """
+    from riskdpo.training.metrics import read_metrics
+
+    output = Path(output)
+    previous = previous_run(output)
+    if not previous or previous.get("status") != "running":
+        return None
+    with contextlib.ExitStack() as stack:
+        if not locked:
+            try:
+                handle = os.open(output, os.O_RDONLY)
+            except OSError:
+                return None
+            stack.callback(os.close, handle)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return None  # a live process holds it: the run is running
+        checkpoints = [path.name for path in checkpoint_dirs(output)]
+        steps = [record["step"] for record in read_metrics(output / "metrics.jsonl")
+                 if isinstance(record.get("step"), int)]
+        last_step = max(steps, default=None)
+        try:
+            write_json(output / "run.json", {
+                **previous, "status": "killed", "checkpoints": checkpoints, "last_logged_step": last_step,
+                "error": "the process ended without recording its status (killed by SIGKILL or the out-of-memory "
+                         "killer)"})
+        except (UserError, OSError):
+            return None  # a folder this command cannot write: leave it as it is
+    newest = f"newest checkpoint {checkpoints[-1]}" if checkpoints else "no checkpoint"
+    logged = f"last step logged {last_step}" if last_step is not None else "no step logged"
+    return (f"{output}: its run was killed (SIGKILL or out of memory) while training; {logged}, {newest}; "
+            "run.json now says \"killed\"")
 
 
 def check_previous_run(output: Path, config: TrainConfig) -> None:
