@@ -22,9 +22,11 @@ pays pi(1) pi(0 | 1), which is the model's probability of writing 10, while
 ``8`` pays pi(8) pi(E | 8), and ``1`` pays for not going on to ``10``-``12``. Nothing
 is cut: scoring every label on the same number of leading tokens (riskdpo
 before 2026-12) made 8 and 9 pay pi(EOS | 8) while 10-12 paid only their second
-digit, and chose 10-12 in every one of 72 scorings of SmolLM2. Nor is EOS
-required: a model that answers ``8.`` or ``8)`` (it rarely stops right after
-the label) would pay for that habit in l_j = log pi(label + EOS), which
+digit; on 36 situations labelled 8-12 it let SmolLM2 choose 8 or 9 in 3, where
+this rule chose them in 22 and label + EOS in 23
+(tests/evaluation/test_label_scoring_smollm.py). Nor is EOS
+required: a model that answers ``8.`` or ``8)`` (SmolLM2 follows a one-digit
+label with EOS with probability 0.06 on average in those 36 situations) would pay for that habit in l_j = log pi(label + EOS), which
 lm-evaluation-harness scores; the ending set counts ``8.`` and ``8<eos>``
 alike. With equal token counts, the two rules differ only by that habit.
 Each choice records the token counts of the labels (``label_tokens``); the
