@@ -84,6 +84,7 @@ def eval_choices(**params) -> None:
       riskdpo eval-choices --answers gen.csv --situations data/sample.xlsx --sheet test_high -o reread.json
       riskdpo eval-choices --answers vllm.jsonl --answer-fields id=question_id,text=response,reasoning=reasoning_content --situations steals.xlsx -o vllm.json
     """
+    from riskdpo.core.errors import UserError
     from riskdpo.core.fileio import check_output
     from riskdpo.evaluation.report import format_table, output_paths, write_evaluation
     from riskdpo.pairs.prompting import parse_chat_template_kwargs
@@ -95,8 +96,6 @@ def eval_choices(**params) -> None:
         read_eval_situations,
         select_situations,
     )
-
-    from riskdpo.core.errors import UserError
 
     if bool(params["model"]) == bool(params["answers"]):
         raise UserError("give --model (score models) or --answers (read saved answers), not both" if params["model"]
@@ -145,21 +144,18 @@ def eval_choices(**params) -> None:
             bootstrap=params["bootstrap"], seed=params["seed"], selection=selection, config=config,
             source=params["situations"],
         )  # fmt: skip
-        paths = write_evaluation(evaluation, params["output"])
-        click.echo(format_table(evaluation.report))
-        click.echo("wrote " + ", ".join(str(path) for path in paths))
-        return
-    evaluation = evaluate_choices(
-        params["model"],
-        situations,
-        options=options,
-        overrides=overrides,
-        names=params["name"],
-        selection=selection,
-        config=config,
-        resume=csv_path if params["resume"] else None,
-    )
-    if process_state().is_main_process:
+    else:
+        evaluation = evaluate_choices(
+            params["model"],
+            situations,
+            options=options,
+            overrides=overrides,
+            names=params["name"],
+            selection=selection,
+            config=config,
+            resume=csv_path if params["resume"] else None,
+        )
+    if params["answers"] or process_state().is_main_process:  # answers are read in one process
         paths = write_evaluation(evaluation, params["output"])
         click.echo(format_table(evaluation.report))
         click.echo("wrote " + ", ".join(str(path) for path in paths))
