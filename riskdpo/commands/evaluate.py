@@ -15,9 +15,16 @@ from riskdpo.commands.config_file import config_option
 
 @click.command("eval-choices")
 @config_option
-@click.option("--model", multiple=True, required=True,
+@click.option("--model", multiple=True,
               help="Model directory, hub id, short name, LoRA adapter folder (scored on its base, unmerged) or training run "
                    "folder (its final-adapter, else final-model); repeat to compare (the first is the baseline).")
+@click.option("--answers", multiple=True, type=click.Path(dir_okay=False),
+              help="Score answers saved earlier instead of a --model: riskdpo's per-answer CSV of --mode generate, "
+              "or .json/.jsonl/.csv answer records (repeatable; see --answer-fields).")
+@click.option("--answer-fields", multiple=True,
+              help="--answers: where a record keeps each part, KEY=FIELD pairs, e.g. id=question_id,text=response,"
+              "reasoning=reasoning_content,finish=finish_reason [default: id=situation_id, text=answer, "
+              "reasoning=reasoning, finish=finish_reason, sample=sample, model=model, sheet=sheet, tokens=new_tokens].")
 @click.option("--situations", required=True, type=click.Path(dir_okay=False),
               help="situations.json, or a spreadsheet (.xlsx/.csv) converted on the fly.")
 @click.option("--name", multiple=True,
@@ -76,7 +83,10 @@ def eval_choices(**params) -> None:
       riskdpo eval-choices --model results-risk-averse/final-model --model microsoft/phi-2 --situations held_out.json -o report.json
       riskdpo eval-choices --model smollm2-135m --situations data/sample.xlsx --sheet test_high --mode generate -o gen.json
       riskdpo eval-choices --model Qwen/Qwen3-8B --situations steals.xlsx --mode generate --temperature 0.6 --top-p 0.95 --top-k 20 --max-new-tokens 4096 --chat-template-kwargs enable_thinking=true --resume -o qwen3.json
+      riskdpo eval-choices --answers gen.csv --situations data/sample.xlsx --sheet test_high -o reread.json
+      riskdpo eval-choices --answers vllm.jsonl --answer-fields id=question_id,text=response,reasoning=reasoning_content --situations steals.xlsx -o vllm.json
     """
+    from riskdpo.core.errors import UserError
     from riskdpo.core.fileio import check_output
     from riskdpo.evaluation.report import format_table, output_paths, write_evaluation
     from riskdpo.pairs.prompting import parse_chat_template_kwargs
@@ -89,9 +99,12 @@ def eval_choices(**params) -> None:
         select_situations,
     )
 
+    if bool(params["model"]) == bool(params["answers"]):
+        raise UserError("give --model (score models) or --answers (read saved answers), not both" if params["model"]
+                        else "give at least one --model, or --answers FILE to read saved answers")
     paths = output_paths(params["output"])
     for path in paths:
-        check_output(path, inputs=[params["situations"]])
+        check_output(path, inputs=[params["situations"], *params["answers"]])
     _note_killed_runs(params["model"])
     _, csv_path, _ = paths
     if not params["progress"]:
@@ -126,17 +139,26 @@ def eval_choices(**params) -> None:
 
         situations = shuffle_all(situations, params["seed"])
     config = {key: list(value) if isinstance(value, tuple) else value for key, value in params.items()}
-    evaluation = evaluate_choices(
-        params["model"],
-        situations,
-        options=options,
-        overrides=overrides,
-        names=params["name"],
-        selection=selection,
-        config=config,
-        resume=csv_path if params["resume"] else None,
-    )
-    if process_state().is_main_process:
+    if params["answers"]:
+        from riskdpo.evaluation.saved_answers import evaluate_saved_answers, parse_answer_fields
+
+        evaluation = evaluate_saved_answers(
+            params["answers"], situations, spec=parse_answer_fields(params["answer_fields"]), names=params["name"],
+            bootstrap=params["bootstrap"], seed=params["seed"], selection=selection, config=config,
+            source=params["situations"],
+        )  # fmt: skip
+    else:
+        evaluation = evaluate_choices(
+            params["model"],
+            situations,
+            options=options,
+            overrides=overrides,
+            names=params["name"],
+            selection=selection,
+            config=config,
+            resume=csv_path if params["resume"] else None,
+        )
+    if params["answers"] or process_state().is_main_process:  # answers are read in one process
         paths = write_evaluation(evaluation, params["output"])
         click.echo(format_table(evaluation.report))
         click.echo("wrote " + ", ".join(str(path) for path in paths))

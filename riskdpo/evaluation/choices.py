@@ -2,24 +2,37 @@
 
 logprob (the default): the completions are the option labels as the response
 style writes them (``label``: the canonical label ``b``; ``as-written``: the
-prompt's form ``(b)``), each followed by EOS exactly as in training
-(`riskdpo.models.logps` tokenisation contract). Every option is scored on the
-same number of tokens, so that no label pays for its length: with T_j the
-token count of completion j (label + EOS) and T = min_j T_j,
+prompt's form ``(b)``). Option j's score is the log-probability that the answer
+is that label *complete*: its tokens, then a token that cannot continue it,
 
-    l_j = sum_{t < T} log pi(token_jt | prompt, tokens_j<t)
+    l_j = log pi(label_j | prompt) + log sum_{v in E} pi(v | prompt, label_j)
 
-and the model's choice is argmax_j l_j. With tokenizers that split digits
-(Llama 3, Qwen) labels 10-12 take one token more than 1-9 and, summed over all
-their tokens, would pay an extra factor of about 1/vocabulary and never be
-chosen by an indifferent model; truncated to T tokens they compete on equal
-terms, and they still differ from each other within T tokens (``1 0`` vs
-``1 1``). With equal counts, the usual case, l_j is the whole completion's
-log-probability. Should two truncated completions coincide, the whole
-completions are scored instead. Each choice records the token counts
-(``label_tokens``) and T (``scored_tokens``); the report counts the situations
-whose labels differ in token count. The risk-averse probability mass is the
-softmax of the l_j summed over the risk-averse labels:
+where the ending set E (`label_end_set`) holds every token whose text does not
+glue onto a label: EOS and the chat template's end of turn, whitespace, ``)``,
+``.``, ``:`` and every other token that starts with neither a letter, a digit,
+``_``, ``%``, decoding debris (U+FFFD), an apostrophe before a letter (``'s``) nor
+``.``/``,`` before a digit (``.5``), as the answer reader sees a label stand
+alone (`riskdpo.data.answers`). The model's choice is argmax_j l_j.
+
+Why: the events "the answer opens with label j, complete" are disjoint for
+distinct labels, so exp(l_j) is the probability the model answers j (as a
+reader would read an answer that opens with it) whatever the tokenizer: with
+tokenizers that split digits (Llama 3, Qwen, SmolLM2), ``10`` is ``1 0`` and
+pays pi(1) pi(0 | 1), which is the model's probability of writing 10, while
+``8`` pays pi(8) pi(E | 8), and ``1`` pays for not going on to ``10``-``12``. Nothing
+is cut: scoring every label on the same number of leading tokens (riskdpo
+before 2026-12) made 8 and 9 pay pi(EOS | 8) while 10-12 paid only their second
+digit; on 36 situations labelled 8-12 it let SmolLM2 choose 8 or 9 in 3, where
+this rule chose them in 22 and label + EOS in 23
+(tests/evaluation/test_label_scoring_smollm.py). Nor is EOS
+required: a model that answers ``8.`` or ``8)`` (SmolLM2 follows a one-digit
+label with EOS with probability 0.06 on average in those 36 situations) would pay for that habit in l_j = log pi(label + EOS), which
+lm-evaluation-harness scores; the ending set counts ``8.`` and ``8<eos>``
+alike. With equal token counts, the two rules differ only by that habit.
+Each choice records the token counts of the labels (``label_tokens``); the
+report counts the situations whose labels differ in token count. The
+risk-averse probability mass is the softmax of the l_j summed over the
+risk-averse labels:
 
     P(risk-averse) = sum_{j in RA} exp(l_j) / sum_k exp(l_k)
 
@@ -41,6 +54,7 @@ that is taken first), other, and invalid (no readable choice).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -50,6 +64,8 @@ from riskdpo.data.situations import Situation
 
 #: How a completion writes a label: canonical ("b") or as the prompt writes it ("(b)").
 RESPONSE_STYLES = ("label", "as-written")
+#: The log-prob rule's name (module docstring), stored with a resumable run's settings.
+LABEL_SCORE = "label followed by a token that ends it"
 #: Exclusive choice categories, in precedence order.
 CATEGORIES = ("risk_averse", "risk_neutral", "too_risk_averse", "other", "invalid")
 
@@ -69,10 +85,8 @@ class Choice:
     invalid_reason: str | None = None
     #: generate mode: characters of <think> reasoning in the answer.
     reasoning_chars: int | None = None
-    #: logprob mode: tokens of each option's completion (label + EOS).
+    #: logprob mode: tokens of each option's label (without what ends it).
     label_tokens: dict[str, int] | None = None
-    #: logprob mode: how many leading tokens of each completion were scored.
-    scored_tokens: int | None = None
 
 
 def categorize(situation: Situation, label: str | None) -> str:
@@ -124,17 +138,15 @@ def logprob_choices(
     """
     completions = [option_completions(situation, response) for situation in situations]
     token_ids = [tokenize_group(tokenizer, "", texts)[1] for texts in completions]
-    limits = [scored_token_count(ids) for ids in token_ids]
     scores = completion_logps(
-        model, tokenizer, list(prompts), completions, batch_size=batch_size, progress=progress, token_limits=limits,
-        share_prefix=True,
+        model, tokenizer, list(prompts), completions, batch_size=batch_size, progress=progress, share_prefix=True,
+        end_set=label_end_set(tokenizer),
     )
     choices = []
-    for situation, logps, ids, limit in zip(situations, scores, token_ids, limits):
+    for situation, logps, ids in zip(situations, scores, token_ids):
         evidence = {
             "logps": dict(zip(situation.option_labels, logps)),
-            "label_tokens": dict(zip(situation.option_labels, map(len, ids))),
-            "scored_tokens": limit if limit is not None else max(map(len, ids)),
+            "label_tokens": {label: len(label_ids) - 1 for label, label_ids in zip(situation.option_labels, ids)},
         }
         if any(math.isnan(value) for value in logps):  # a broken model: no choice can be read
             choices.append(Choice(None, "invalid", invalid_reason="nan_logprobs", **evidence))
@@ -152,12 +164,32 @@ def logprob_choices(
     return choices
 
 
-def scored_token_count(completion_ids: Sequence[Sequence[int]]) -> int | None:
-    """T = the fewest tokens of any completion, when the completions cut to T tokens stay distinct; else None.
+def _glues(text: str) -> bool:
+    """Whether text that follows a label continues it (the label would not stand alone)."""
+    if not text:
+        return False
+    first, second = text[0], text[1:2]
+    return (
+        first.isalnum() or first in "_%\ufffd"
+        or (first in "'\u2019" and second.isalpha())
+        or (first in ".," and second.isdigit())
+    )  # fmt: skip
 
-    None (score every token) only when two completions share their first T
-    tokens, which labels of 1-12 or a-l with EOS do not.
+
+@functools.lru_cache(maxsize=8)
+def label_end_set(tokenizer: Any) -> Any:
+    """[V] bool over the tokenizer's ids: the tokens that end a label (module docstring), EOS always among them.
+
+    A token's text is read as it follows a letter (``a`` + id, minus ``a``), so
+    that SentencePiece's leading-space marker counts as the space it is.
     """
-    shortest = min(len(ids) for ids in completion_ids)
-    cut = {tuple(ids[:shortest]) for ids in completion_ids}
-    return shortest if len(cut) == len(completion_ids) else None
+    import torch
+
+    anchor = tokenizer("a", add_special_tokens=False).input_ids
+    before = tokenizer.decode(anchor, clean_up_tokenization_spaces=False)
+    size = len(tokenizer)
+    texts = tokenizer.batch_decode([[*anchor, token] for token in range(size)], clean_up_tokenization_spaces=False)
+    ends = torch.tensor([not _glues(text[len(before):] if text.startswith(before) else text) for text in texts])
+    if tokenizer.eos_token_id is not None:
+        ends[tokenizer.eos_token_id] = True
+    return ends

@@ -34,7 +34,7 @@ from typing import Any, Callable, Collection, Sequence
 from riskdpo.core.errors import UserError
 from riskdpo.data.situations import Situation, load_situations
 from riskdpo.evaluation.alpha import DEFAULT_BOOTSTRAP
-from riskdpo.evaluation.choices import indistinct_labels, logprob_choices
+from riskdpo.evaluation.choices import LABEL_SCORE, indistinct_labels, logprob_choices
 from riskdpo.evaluation.formats import FormatOverrides, ModelFormat, model_format, read_run_json, short_names
 from riskdpo.evaluation.generation import Decoding, generate_records
 from riskdpo.evaluation.summary import Evaluation, build_report
@@ -96,8 +96,8 @@ class EvalOptions:
     def settings(self) -> dict[str, Any]:
         """What changes a model's answers (not batch size, bootstrap or progress)."""
         fields = ("mode", "max_new_tokens", "temperature", "top_p", "top_k", "samples", "seed", "precision")
-        if self.mode == "logprob":
-            fields = ("mode", "precision")
+        if self.mode == "logprob":  # the scoring rule too, so that no resume mixes choices made by two rules
+            return {"mode": self.mode, "precision": self.precision, "label_score": LABEL_SCORE}
         return {name: getattr(self, name) for name in fields}
 
 
@@ -201,7 +201,7 @@ def score_model(
             )
             finished([
                 {"position": p, "sample": 0, "skipped": None, "label": c.label, "category": c.category,
-                 "logps": c.logps, "risk_averse_prob": c.risk_averse_prob}
+                 "logps": c.logps, "risk_averse_prob": c.risk_averse_prob, "label_tokens": c.label_tokens}
                 for p, c in zip(chunk, choices)
             ])  # fmt: skip
     else:

@@ -287,22 +287,19 @@ def stop_ids(model: Any, tokenizer: Any) -> set[int]:
     return {token for token in [tokenizer.eos_token_id, *listed] if token is not None}
 
 
-def answer_record(
-    situation: Situation, text: str, token_count: int, ended: bool, reasoning: str | None = None
-) -> dict[str, Any]:
+def answer_record(situation: Situation, text: str, token_count: int, ended: bool) -> dict[str, Any]:
     """The choice an answer names and its evidence, as a record.
 
     `riskdpo.data.answers.read_answer` reads the label by its rules, told
     whether the model ended the answer (`ended`) or it was cut at
     ``--max-new-tokens``, and says which rule decided (``rule``), which part
-    of a thinking model's answer it read (``answer_source``; `reasoning` is the
-    reasoning when a server returned it apart from `text`), how long the
+    of a thinking model's answer it read (``answer_source``), how long the
     reasoning is and, for an invalid answer, why. ``new_tokens`` is the
     answer's length in tokens, ``truncated`` whether it was cut; an invalid
     answer that was cut is invalid because it was cut (reason ``truncated``),
     whatever else it lacks.
     """
-    parsed = read_answer(text, situation.option_labels, situation.answer_variants, finished=ended, reasoning=reasoning)
+    parsed = read_answer(text, situation.option_labels, situation.answer_variants, finished=ended)
     reason = parsed.reason if parsed.label is not None or ended else "truncated"
     return {
         "label": parsed.label,

@@ -101,7 +101,7 @@ def _model_notes(model: dict[str, Any], examples: int) -> list[str]:
     if model.get("unequal_label_tokens"):
         notes.append(
             f"{model['unequal_label_tokens']} situations whose option labels differ in token count "
-            "(each option scored on the situation's fewest tokens)"
+            "(each scored as a complete label: its tokens, then one that ends it)"
         )
     invalid = model["counts"].get("invalid", 0)
     if invalid:

@@ -51,6 +51,7 @@ def row_record(row: dict[str, str], position: int) -> dict[str, Any]:
     record["invalid_reason"] = row["invalid_reason"] or None
     if row["logps"]:
         record["logps"] = json.loads(row["logps"])
+        record["label_tokens"] = json.loads(row["label_tokens"]) if row.get("label_tokens") else None
         record["risk_averse_prob"] = float(row["risk_averse_prob"]) if row["risk_averse_prob"] else None
     else:
         record["answer"] = row["answer"]

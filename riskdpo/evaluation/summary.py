@@ -59,8 +59,10 @@ NO_CHOICE = "invalid"
 CLUSTER_BOOTSTRAP = 2000
 
 METHODS = {
-    "choice": "logprob: argmax over options of log p(label + EOS | prompt), every option scored on the same number "
-    "of leading tokens (the fewest of the situation); generate: the label read from the answer by the parser's rules",
+    "choice": "logprob: argmax over options of log p(label | prompt) + log p(a token that ends the label | prompt, "
+    "label), the ending tokens being EOS and every token not starting with a letter, digit, '_', '%', an apostrophe "
+    "before a letter or '.'/',' before a digit (the label complete, whatever the tokenizer); generate: the label "
+    "read from the answer by the parser's rules",
     "majority": "with several sampled answers per situation, the situation's choice is its most frequent answer "
     "(an unreadable answer counts as one more choice, 'invalid'); ties go to the tied choice sampled earliest",
     "categories": "exclusive, in precedence order: " + ", ".join(CATEGORIES),
@@ -305,6 +307,7 @@ def csv_row(model: str, situation: Situation, record: dict, choice: dict | None 
         "risk_neutral": " ".join(situation.risk_neutral),
         "too_risk_averse": " ".join(situation.too_risk_averse),
         "logps": json.dumps(record["logps"]) if record.get("logps") else "",
+        "label_tokens": json.dumps(record["label_tokens"]) if record.get("label_tokens") else "",
         "risk_averse_prob": "" if record.get("risk_averse_prob") is None else record["risk_averse_prob"],
         "answer": record.get("answer") or "",
         "answer_source": record.get("answer_source") or "",

@@ -41,12 +41,21 @@ columns that every query sees (`pack`'s ``prefix_len``).
 
 Tokenisation contract: prompt ids = ``tokenizer(prompt).input_ids``; completion
 ids = ``tokenizer(completion, add_special_tokens=False).input_ids + [eos]``.
+
+Ending sets (evaluation only, ``completion_logps(end_set=E)``): the final token of
+every completion (its EOS) stands for *any* token of a set E over the vocabulary,
+so that a completion c = (c_1..c_{T-1}, eos) scores
+
+    log pi(c_1..c_{T-1} | x) + log sum_{v in E} pi(v | x, c_1..c_{T-1})
+
+(the probability that the answer starts with c_1..c_{T-1} and its next token is
+one of E; `riskdpo.evaluation.choices` uses it to score a label as complete).
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import torch
@@ -82,6 +91,8 @@ class CompletionBatch:
     completion_mask: torch.Tensor
     num_completions: int
     num_tokens: int
+    #: [V] bool or None: the tokens each completion's final token stands for (module docstring).
+    end_set: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> "CompletionBatch":
         return CompletionBatch(
@@ -91,6 +102,7 @@ class CompletionBatch:
             to_device(self.completion_mask, device),
             self.num_completions,
             self.num_tokens,
+            None if self.end_set is None else to_device(self.end_set, device),
         )
 
 
@@ -216,6 +228,22 @@ def gathered_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return torch.cat(pieces, dim=1)
 
 
+def end_logps(final_logits: torch.Tensor, end_set: torch.Tensor) -> torch.Tensor:
+    """log sum_{v in E} softmax(z)_v for logits z [N, V] and a set E [V'] (V' <= V; ids past V' are not in E)."""
+    logits = final_logits.float()
+    inside = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+    inside[: end_set.numel()] = end_set[: logits.shape[-1]]
+    return torch.logsumexp(logits.masked_fill(~inside, float("-inf")), dim=-1) - torch.logsumexp(logits, dim=-1)
+
+
+def _with_end_set(token_logps: torch.Tensor, final_logits: torch.Tensor, batch: CompletionBatch) -> torch.Tensor:
+    """`token_logps` [B*K, Lc] with each completion's final token scored as its ending set (if the batch has one)."""
+    if batch.end_set is None:
+        return token_logps
+    last = batch.completion_mask.sum(-1, keepdim=True) - 1  # [B*K, 1]
+    return token_logps.scatter(1, last, end_logps(final_logits, batch.end_set)[:, None])
+
+
 def packed_token_logps(model: Any, batch: CompletionBatch, implementation: str,
                        prefix: SharedPrefix | None = None) -> torch.Tensor:  # fmt: skip
     """Per-token log-probs [B*K, Lc] of every completion, from one packed pass
@@ -234,7 +262,16 @@ def packed_token_logps(model: Any, batch: CompletionBatch, implementation: str,
     # column 0 predicts the first token of every completion; each slot column the next token of its own
     first = gathered_logps(logits[:, :1], completions[:, None, :, 0])  # [B, 1, K]
     rest = gathered_logps(logits[:, 1:], completions[:, :, 1:].reshape(groups, -1, 1))  # [B, K*(Lc-1), 1]
-    return torch.cat([first.reshape(groups * k, 1), rest.reshape(groups * k, -1)], dim=1)
+    token_logps = torch.cat([first.reshape(groups * k, 1), rest.reshape(groups * k, -1)], dim=1)
+    if batch.end_set is None:
+        return token_logps
+    # the column predicting completion r's final token t = n_r - 1: column 0 for t = 0, else slot column t - 1
+    length = batch.completion_ids.shape[1]
+    last = batch.completion_mask.sum(-1) - 1
+    slot = torch.arange(groups * k, device=last.device) % k
+    column = torch.where(last == 0, 0, 1 + slot * (length - 1) + last - 1)
+    final = logits[torch.arange(groups * k, device=last.device) // k, column]  # [B*K, V]
+    return _with_end_set(token_logps, final, batch)
 
 
 def concatenated_token_logps(model: Any, batch: CompletionBatch) -> torch.Tensor:
@@ -246,7 +283,11 @@ def concatenated_token_logps(model: Any, batch: CompletionBatch) -> torch.Tensor
     completion_len = batch.completion_ids.shape[1]
     logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False,
                    logits_to_keep=completion_len + 1).logits
-    return gathered_logps(logits[:, :-1], batch.completion_ids.unsqueeze(-1)).squeeze(-1)
+    token_logps = gathered_logps(logits[:, :-1], batch.completion_ids.unsqueeze(-1)).squeeze(-1)
+    if batch.end_set is None:
+        return token_logps
+    last = batch.completion_mask.sum(-1) - 1  # logits column t predicts completion token t
+    return _with_end_set(token_logps, logits[torch.arange(len(last), device=last.device), last], batch)
 
 
 def attention_implementation(model: Any) -> str:
@@ -303,15 +344,15 @@ def completion_logps(
     completions: Sequence[Sequence[str]],
     batch_size: int = 8,
     progress: bool = False,
-    token_limits: Sequence[int | None] | None = None,
     share_prefix: bool = False,
+    end_set: torch.Tensor | None = None,
 ) -> list[list[float]]:
     """log pi(completion | prompt) for every completion of every prompt, in input order.
 
     Prompts with different numbers of completions are batched separately (a batch
     holds groups of one size K); within a size, batches are grouped by length.
-    `token_limits` (one per prompt, None = all) scores only the first tokens of
-    each completion (EOS included in the count). `share_prefix` runs the prompts'
+    `end_set` (a bool mask over the vocabulary) scores each completion's final
+    token (its EOS) as any token of the set (module docstring). `share_prefix` runs the prompts'
     common token prefix once and caches it (module docstring), when the attention
     takes the packed mask and the prefix has at least `MIN_SHARED_PREFIX` tokens;
     not for training (it needs a KV cache, in eval mode, without gradients).
@@ -319,8 +360,6 @@ def completion_logps(
     from tqdm.auto import tqdm
 
     groups = [tokenize_group(tokenizer, p, c) for p, c in zip(prompts, completions)]
-    if token_limits is not None:
-        groups = [(ids, [c[:limit] for c in comps]) for (ids, comps), limit in zip(groups, token_limits)]
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -338,7 +377,8 @@ def completion_logps(
         lengths = [len(groups[i][0]) + max(map(len, groups[i][1])) for i in indices]
         batches += [[indices[j] for j in batch] for batch in length_grouped_order(lengths, batch_size)]
     for batch_indices in tqdm(batches, desc="log-probs", unit="batch", disable=not progress, leave=False):
-        batch = collate([groups[i] for i in batch_indices], tokenizer.pad_token_id).to(device)
+        batch = collate([groups[i] for i in batch_indices], tokenizer.pad_token_id)
+        batch = replace(batch, end_set=end_set).to(device)
         logps, _ = batch_logps(model, batch, prefix)
         for row, index in zip(logps.tolist(), batch_indices):
             results[index] = row

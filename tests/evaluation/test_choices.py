@@ -2,6 +2,7 @@
 vs a plain per-option computation, categories, indistinct labels (generation: test_generation.py)."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -11,8 +12,8 @@ from riskdpo.evaluation.choices import (
     indistinct_labels,
     logprob_choices,
     option_completions,
+    label_end_set,
     risk_averse_probability,
-    scored_token_count,
 )
 from riskdpo.evaluation.generation import answer_record
 from riskdpo.data.generate import GenerateSpec, generate_situations
@@ -47,14 +48,15 @@ def loaded(eval_model):
 
 
 def full_sequence_logp(model, tokenizer, prompt, completion):
-    """log p(completion + EOS | prompt) from one forward over the whole unpadded sequence."""
+    """log p(completion | prompt) + log p(a token that ends it | prompt, completion), one unpadded forward."""
     prompt_ids = tokenizer(prompt).input_ids
-    completion_ids = tokenizer(completion, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    completion_ids = tokenizer(completion, add_special_tokens=False).input_ids
     with torch.no_grad():
         logits = model(torch.tensor([prompt_ids + completion_ids])).logits[0]
     logprobs = torch.log_softmax(logits.double(), dim=-1)
     start = len(prompt_ids) - 1
-    return sum(float(logprobs[start + t, token]) for t, token in enumerate(completion_ids))
+    ends = logprobs[start + len(completion_ids)][label_end_set(tokenizer)]
+    return sum(float(logprobs[start + t, token]) for t, token in enumerate(completion_ids)) + float(ends.logsumexp(0))
 
 
 @pytest.mark.parametrize("response", ["label", "as-written"])
@@ -85,7 +87,7 @@ def test_logprob_choices_share_the_prompts_common_prefix_and_choose_as_without(l
     assert common_prefix_length(prompt_ids) >= MIN_SHARED_PREFIX
     choices = logprob_choices(model, tokenizer, situations, prompts, "as-written", batch_size=3)
     completions = [option_completions(s, "as-written") for s in situations]
-    unshared = completion_logps(model, tokenizer, prompts, completions, batch_size=3)
+    unshared = completion_logps(model, tokenizer, prompts, completions, batch_size=3, end_set=label_end_set(tokenizer))
     for situation, prompt, texts, choice, plain in zip(situations, prompts, completions, choices, unshared):
         expected = [full_sequence_logp(model, tokenizer, prompt, c) for c in texts]
         assert list(choice.logps.values()) == pytest.approx(expected, abs=1e-4)
@@ -176,49 +178,80 @@ def test_the_tokenizer_splits_digits(digit_model):
     assert len(tokenizer("7", add_special_tokens=False).input_ids) == 1
 
 
-def test_an_indifferent_model_scores_labels_1_to_12_equally(digit_model, eval_model):
+class AnswerTable(torch.nn.Module):
+    """A language model written out by hand: the next token's probabilities are a table of the answer so
+    far (the text after the prompt's last ``Answer:``), so every answer's probability is known exactly.
+    Tokens the table does not list get probability 0 (logit -1e4, which underflows)."""
+
+    def __init__(self, tokenizer, table):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # where the log-probs are computed
+        self.config = SimpleNamespace(_attn_implementation="table")  # no packed mask: one sequence per option
+        self.tokenizer = tokenizer
+        self.rows = {answer: self._row(nexts) for answer, nexts in table.items()}
+
+    def _row(self, nexts):
+        row = torch.full((len(self.tokenizer),), -1e4)
+        for token, probability in nexts.items():
+            ids = [self.tokenizer.eos_token_id] if token == "<eos>" else self.tokenizer(token, add_special_tokens=False).input_ids
+            (token_id,) = ids
+            row[token_id] = math.log(probability)
+        return row
+
+    def forward(self, input_ids, logits_to_keep=0, **_):
+        logits = torch.full((*input_ids.shape, len(self.tokenizer)), -1e4)
+        for b, ids in enumerate(input_ids.tolist()):
+            for t in range(len(ids)):
+                text = self.tokenizer.decode([i for i in ids[: t + 1] if i != self.tokenizer.pad_token_id])
+                answer = text.rsplit("Answer:", 1)[-1].strip() if "Answer:" in text else None
+                if answer in self.rows:
+                    logits[b, t] = self.rows[answer]
+        return SimpleNamespace(logits=logits[:, -logits_to_keep:] if logits_to_keep else logits)
+
+
+EIGHT_TO_TWELVE = ["8", "9", "10", "11", "12"]
+
+
+def answer_table(probabilities, after_label):
+    """Answers 8-12 with the given probabilities (digits one token each); after a whole label, `after_label`."""
+    p = dict(zip(EIGHT_TO_TWELVE, probabilities))
+    ones = p["10"] + p["11"] + p["12"]
+    return {
+        "": {"8": p["8"], "9": p["9"], "1": ones},
+        "1": {"0": p["10"] / ones, "1": p["11"] / ones, "2": p["12"] / ones},
+        **{label: after_label for label in EIGHT_TO_TWELVE},
+    }
+
+
+@pytest.mark.parametrize("habit", ["label then EOS", "label then a full stop", "label then a bracket or newline"])
+def test_a_labels_score_is_the_probability_of_answering_it_whatever_its_token_count(digit_model, habit):
+    """Labels 8-12 with a digit-splitting tokenizer: 8 and 9 are one token, 10-12 two. The score of each
+    label is the log-probability that the model answers it, however it ends the answer; scoring every
+    label on its first two tokens (riskdpo before) made 8 and 9 pay p(EOS | 8) and 10-12 win."""
     _, tokenizer = digit_model
-    model = load_model(str(eval_model))
-    with torch.no_grad():  # every next token equally likely: the model is indifferent between labels
-        model.lm_head.weight.zero_()
-        model.lm_head.bias.zero_()
-    (choice,) = logprob_choices(model, tokenizer, [twelve_options()], ["Pick one of 1 to 12."], "label")
-    assert choice.label_tokens == {**{str(n): 2 for n in range(1, 10)}, "10": 3, "11": 3, "12": 3}
-    assert choice.scored_tokens == 2
-    assert len(set(choice.logps.values())) == 1  # no label pays for its length
-    assert choice.risk_averse_prob == pytest.approx(1 / 12)
+    after_label = {
+        "label then EOS": {"<eos>": 1.0},
+        "label then a full stop": {".": 0.9, "<eos>": 0.1},
+        "label then a bracket or newline": {")": 0.5, "\n": 0.3, " ": 0.2},
+    }[habit]
+    for probabilities in ([0.2] * 5, [0.3, 0.25, 0.05, 0.15, 0.25], [0.05, 0.05, 0.4, 0.3, 0.2]):
+        model = AnswerTable(tokenizer, answer_table(probabilities, after_label))
+        options = situation(EIGHT_TO_TWELVE, risk_averse=["8", "12"])
+        (choice,) = logprob_choices(model, tokenizer, [options], ["Pick one of 8 to 12. Answer:"], "label")
+        assert [math.exp(choice.logps[label]) for label in EIGHT_TO_TWELVE] == pytest.approx(probabilities, rel=1e-5)
+        assert choice.risk_averse_prob == pytest.approx(probabilities[0] + probabilities[4], rel=1e-5)
+        assert choice.label_tokens == {"8": 1, "9": 1, "10": 2, "11": 2, "12": 2}
 
 
-def truncated_logp(model, tokenizer, prompt, completion_ids):
-    """log p of the given completion tokens after the prompt, from one unpadded forward pass."""
-    prompt_ids = tokenizer(prompt).input_ids
-    with torch.no_grad():
-        logits = model(torch.tensor([prompt_ids + completion_ids])).logits[0]
-    logprobs = torch.log_softmax(logits.double(), dim=-1)
-    start = len(prompt_ids) - 1
-    return sum(float(logprobs[start + t, token]) for t, token in enumerate(completion_ids))
+def test_the_ending_set_is_what_lets_a_label_stand_alone(digit_model):
+    """EOS, spaces, newlines and punctuation end a label; digits, letters, '%' and "'s" go on."""
+    _, tokenizer = digit_model
+    ends = label_end_set(tokenizer)
+    assert ends[tokenizer.eos_token_id]
 
+    def single(text):
+        (token_id,) = tokenizer(text, add_special_tokens=False).input_ids
+        return bool(ends[token_id])
 
-def test_labels_are_scored_on_their_first_shared_number_of_tokens(digit_model):
-    model, tokenizer = digit_model
-    prompts = [render_prompt(tokenizer, s.prompt, PromptFormat()) for s in eval_situations()[:6]]
-    choices = logprob_choices(model, tokenizer, [twelve_options()] * len(prompts), prompts, "label", batch_size=4)
-    for prompt, choice in zip(prompts, choices):
-        for label, value in choice.logps.items():
-            ids = tokenizer(label, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
-            assert value == pytest.approx(truncated_logp(model, tokenizer, prompt, ids[:2]), abs=1e-4)
-        assert choice.label == max(choice.logps, key=choice.logps.get)
-
-
-def test_labels_10_to_12_are_chosen(digit_model):
-    model, tokenizer = digit_model
-    prompts = [f"Situation {n}: " + s.prompt for n, s in enumerate(eval_situations())]
-    prompts = [render_prompt(tokenizer, p, PromptFormat()) for p in prompts * 2]
-    choices = logprob_choices(model, tokenizer, [twelve_options()] * len(prompts), prompts, "label", batch_size=8)
-    assert {"10", "11", "12"} & {choice.label for choice in choices}
-
-
-def test_completions_that_coincide_when_cut_are_scored_whole():
-    assert scored_token_count([[5, 0], [1, 2, 0], [1, 3, 0]]) == 2
-    assert scored_token_count([[5, 0], [4, 0]]) == 2
-    assert scored_token_count([[5, 0], [1, 2, 7, 0], [1, 2, 8, 0]]) is None
+    assert all(single(text) for text in [")", ".", "\n", " ", ":", ","])
+    assert not any(single(text) for text in ["0", "7", "a", "%"])

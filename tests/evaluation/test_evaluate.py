@@ -12,7 +12,7 @@ import sys
 import helpers
 import pytest
 from click.testing import CliRunner
-from test_choices import eval_model, eval_situations, loaded, situation, word_tokenizer  # noqa: F401 (fixtures)
+from test_choices import digit_model, eval_model, eval_situations, loaded, situation, word_tokenizer  # noqa: F401 (fixtures)
 
 from riskdpo.cli import main
 from riskdpo.core.errors import UserError
@@ -322,6 +322,31 @@ def test_situations_with_indistinct_labels_are_skipped(loaded):
     records = score_model(model, word_tokenizer(), situations, fmt, EvalOptions(batch_size=2))
     assert [record["skipped"] for record in records] == [None, SKIP_INDISTINCT, None]
     assert records[2]["category"] in ("risk_averse", "risk_neutral")
+
+
+def test_the_report_counts_situations_whose_labels_differ_in_token_count(digit_model):
+    """Labels 1-12 split into digits take one or two tokens: such situations are counted, also when their
+    rows are read back from the CSV (a resumed run). Records once lost their token counts in a merge."""
+    from riskdpo.evaluation.resume import row_record
+    from riskdpo.evaluation.summary import build_report, csv_row
+
+    model, tokenizer = digit_model
+    fmt = ModelFormat(PromptFormat(chat_template=False), "label", "defaults")
+    twelve = [situation([str(n) for n in range(1, 13)], ["11"]) for _ in range(3)]
+    for number, item in enumerate(twelve):
+        item.situation_id = f"twelve-{number}"
+    situations = eval_situations()[:4] + twelve
+    records = score_model(model, tokenizer, situations, fmt, EvalOptions(batch_size=4))
+    assert records[-1]["label_tokens"]["10"] == 2 and records[-1]["label_tokens"]["9"] == 1
+
+    def count(records):
+        report = build_report(["m"], ["m"], [fmt], situations, [records], mode="logprob", bootstrap=0, seed=0,
+                              selection={"total": 7, "skipped": {}, "sample": None, "selected": 7}, config={}).report
+        return report["models"][0]["unequal_label_tokens"]
+
+    assert count(records) == 3
+    read_back = [row_record(csv_row("m", situations[r["position"]], r), r["position"]) for r in records]
+    assert count(read_back) == 3
 
 
 def assert_same(one, two, where="report"):

@@ -97,6 +97,38 @@ def test_the_concatenated_fallback_equals_the_packed_pass(model_and_pairs, tiny_
     assert torch.allclose(packed, concatenated, atol=2e-4)
 
 
+def unbatched_end_set_logp(model, tokenizer, prompt, completion, end_set) -> float:
+    """log π(completion | prompt) + log Σ_{v in end_set} π(v | prompt, completion), from one plain forward."""
+    prompt_ids = tokenizer(prompt).input_ids
+    completion_ids = tokenizer(completion, add_special_tokens=False).input_ids
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([prompt_ids + completion_ids])).logits[0].double()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    start = len(prompt_ids) - 1
+    tokens = sum(logprobs[start + t, token].item() for t, token in enumerate(completion_ids))
+    return tokens + torch.logsumexp(logprobs[start + len(completion_ids)][end_set], 0).item()
+
+
+def test_an_end_set_scores_the_final_token_as_any_token_of_the_set(model_and_pairs, tiny_model):  # noqa: F811
+    """Packed (sdpa, eager) and concatenated passes, completions of 0 to many tokens before the end."""
+    model, pairs = model_and_pairs
+    tokenizer = load_tokenizer(str(tiny_model))
+    end_set = torch.rand(len(tokenizer), generator=torch.Generator().manual_seed(0)) < 0.3
+    completions = [[p["chosen"], p["rejected"], "", "1 1 1"] for p in pairs[:6]]
+    prompts = [p["prompt"] for p in pairs[:6]]
+    scores = completion_logps(model, tokenizer, prompts, completions, batch_size=4, end_set=end_set)
+    for prompt, texts, row in zip(prompts, completions, scores):
+        expected = [unbatched_end_set_logp(model, tokenizer, prompt, text, end_set) for text in texts]
+        assert row == pytest.approx(expected, abs=2e-4)
+    batch = collate([tokenize_group(tokenizer, p, c) for p, c in zip(prompts, completions)], tokenizer.pad_token_id)
+    batch.end_set = end_set
+    with torch.no_grad():
+        packed, _ = batch_logps(model, batch)
+        concatenated = (concatenated_token_logps(model, batch) * batch.completion_mask).sum(-1).view(-1, 4)
+    assert torch.allclose(packed, concatenated, atol=2e-4)
+    assert torch.allclose(packed, torch.tensor(scores), atol=2e-4)
+
+
 def test_num_tokens_counts_each_prompt_once_and_every_completion(tiny_model):  # noqa: F811
     tokenizer = load_tokenizer(str(tiny_model))
     groups = [tokenize_group(tokenizer, p["prompt"], [p["chosen"], p["rejected"]]) for p in choice_pairs()[:3]]
