@@ -175,7 +175,7 @@ def summary_markdown(rows: list[SummaryRow]) -> str:
         "## Current figures",
         "",
         "The newest measurement of each benchmark, from `benchmarks/results/*.json`; the sections "
-        "below hold the full tables. A command with `--quick` ran at reduced sizes (benchmarks/settings.py).",
+        "below hold the full tables. A command with `--quick` (or `--smoke`) ran at reduced sizes (benchmarks/settings.py).",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "| " + " | ".join("---" for _ in COLUMNS) + " |",
