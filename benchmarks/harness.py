@@ -310,9 +310,10 @@ def write_section(
     return md_path
 
 
-def assemble(out_dir: Path, sections: Sequence[str]) -> Path:
-    """Concatenate the section files present in `out_dir` into ``BENCHMARKS.md`` there."""
-    parts = ["# Benchmarks", "", "Written by `python benchmarks/run.py`; see benchmarks/README.md for what each table measures.", ""]
+def assemble(out_dir: Path, sections: Sequence[str], summary: str = "") -> Path:
+    """Concatenate the section files present in `out_dir` into ``BENCHMARKS.md`` there,
+    after `summary` (the current-figures block of benchmarks/summary.py) when given."""
+    parts = ["# Benchmarks", "", *([summary] if summary else []), "Written by `python benchmarks/run.py`; see benchmarks/README.md for what each table measures.", ""]
     for section in sections:
         path = out_dir / f"{section}.md"
         if path.exists():
