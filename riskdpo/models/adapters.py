@@ -43,7 +43,8 @@ def evaluated_model(name: str) -> str:
     for folder in RUN_MODELS:
         if (path / folder).is_dir():
             return str(path / folder)
-    raise UserError(f"--model {name}: the run folder holds no {' or '.join(RUN_MODELS)} (did the run finish?)")
+    raise UserError(f"--model {name}: is a riskdpo train run folder, not a model; it holds no "
+                    f"{' or '.join(RUN_MODELS)} yet (the run did not finish)")
 
 
 def adapter_base(name: str) -> str:

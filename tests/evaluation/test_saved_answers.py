@@ -16,7 +16,9 @@ from riskdpo.evaluation.saved_answers import parse_answer_fields
 from riskdpo.evaluation.summary import csv_row, position_chooser
 from riskdpo.models.tiny import build_tiny_model
 
-SOURCE_FIELDS = ("config",)  # the report fields that name where the choices came from (and prompt_format per model)
+#: The report fields that name where the choices came from (and prompt_format per model): the scoring
+#: precision belongs to a run that loaded models, which a re-read of saved answers does not.
+SOURCE_FIELDS = ("config", "precision")
 
 
 def run_cli(*args):

@@ -84,7 +84,7 @@ def test_eval_of_the_killed_run_records_it_and_names_the_missing_final_model(kil
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 2 and KILLED in lines[0], lines
     assert lines[1] == (f"error: --model {killed_copy}: is a riskdpo train run folder, not a model; it holds no "
-                        "final-model yet (the run did not finish)")
+                        "final-adapter or final-model yet (the run did not finish)")
     assert json.loads((killed_copy / "run.json").read_text())["status"] == "killed"
 
 
