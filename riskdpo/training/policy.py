@@ -48,7 +48,7 @@ def build_model(config: TrainConfig, base: str, precision: str, accelerator: Any
 
 def enable_checkpointing(model: Any) -> None:
     """Activation (gradient) checkpointing, non-reentrant (works with frozen inputs, as under LoRA)."""
-    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5
+    if hasattr(model, "activation_checkpointing_enable"):  # its newer name (transformers 5.17 has only the old one)
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

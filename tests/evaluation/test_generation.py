@@ -10,7 +10,7 @@ import pytest
 import torch
 from test_choices import eval_model, eval_situations, loaded, situation  # noqa: F401 (fixtures)
 
-from riskdpo.evaluation.generation import Decoding, answer_seed, generate_rows, next_tokens, answer_record
+from riskdpo.evaluation.generation import Decoding, answer_record, answer_seed, generate_rows, next_tokens, stop_ids
 from riskdpo.models.loading import load_model, load_tokenizer
 from riskdpo.models.logps import length_grouped_order
 from riskdpo.pairs.prompting import PromptFormat, render_prompt
@@ -187,6 +187,35 @@ def test_refilled_batches_give_the_greedy_text_of_one_prompt_at_a_time(request, 
     """Over the prompts twice, so that at batch 16 two done rows run along before they are cut out."""
     run = request.getfixturevalue(setup)
     assert answers(run.model, run.tokenizer, run.prompts * 2, LONG, batch_size) == run.alone * 2
+
+
+def transformers_greedy(run) -> list:
+    """Each prompt's greedy answer from Hugging Face's own decoder, `model.generate(do_sample=False)`,
+    one prompt at a time (no padding), cut before the first stop token as riskdpo cuts it."""
+    stops = sorted(stop_ids(run.model, run.tokenizer))
+    expected = []
+    for prompt in run.prompts:
+        ids = run.tokenizer(prompt, return_tensors="pt").input_ids
+        with torch.no_grad():
+            out = run.model.generate(
+                ids, attention_mask=torch.ones_like(ids), do_sample=False, num_beams=1,
+                max_new_tokens=LONG.max_new_tokens, eos_token_id=stops, pad_token_id=run.tokenizer.pad_token_id,
+            )[0, ids.shape[1]:].tolist()  # fmt: skip
+        expected.append(next((out[:i] for i, token in enumerate(out) if token in stops), out))
+    return expected
+
+
+@pytest.mark.floor
+@pytest.mark.parametrize("setup", ["phi_ending", "llama_ending", "mistral_ending"])
+def test_greedy_text_equals_transformers_generate(request, setup):
+    """The oracle is transformers' decoder, not riskdpo's at batch 1: refilled batches of 8 over
+    prompts of 13 to 250 tokens, answers cut by EOS and by the limit, give exactly the tokens of
+    `model.generate(do_sample=False)` (on the tiny Llama and Mistral positions matter: decoding with
+    positions off by one agrees on no prompt)."""
+    run = request.getfixturevalue(setup)
+    expected = transformers_greedy(run)
+    assert sum(len(answer) < LONG.max_new_tokens for answer in expected) >= 3  # EOS ends some answers
+    assert answers(run.model, run.tokenizer, run.prompts, LONG, 8) == expected
 
 
 def test_sampled_text_is_the_same_for_every_batch_size_and_refill(phi_ending):

@@ -1,4 +1,5 @@
-"""pair_logps (one packed pass per prompt, batched) against one plain forward per sequence;
+"""pair_logps (one packed pass per prompt, batched) against one plain forward per sequence
+(tiny phi and tiny Llama);
 its gradients, with and without activation checkpointing, against the unshared computation;
 and no deprecation warning from transformers on the way."""
 
@@ -20,6 +21,7 @@ from riskdpo.models.logps import (
 )
 from riskdpo.models.loading import load_model, load_tokenizer
 from riskdpo.training.lora import add_adapter, lora_config
+from riskdpo.training.policy import enable_checkpointing
 
 
 def unbatched_logp(model, tokenizer, prompt: str, completion: str) -> float:
@@ -35,10 +37,16 @@ def unbatched_logp(model, tokenizer, prompt: str, completion: str) -> float:
     return sum(logprobs[start + t - 1, token].item() for t, token in enumerate(completion_ids))
 
 
-@pytest.fixture(scope="module", params=["sdpa", "eager"])
+@pytest.fixture(scope="module", params=["phi-sdpa", "phi-eager", "llama-sdpa", "llama-eager"])
 def model_and_pairs(tiny_model, request):  # noqa: F811
-    model = load_model(str(tiny_model), attn_implementation=request.param).eval()
-    assert model.config._attn_implementation == request.param
+    """The tiny phi (whose positions barely matter) and a tiny Llama (rotary positions on every
+    dimension, grouped-query attention): the packed pass against a plain forward on both."""
+    architecture, implementation = request.param.split("-")
+    if architecture == "phi":
+        model = load_model(str(tiny_model), attn_implementation=implementation).eval()
+    else:
+        model = tiny_llama(load_tokenizer(str(tiny_model)), implementation)
+    assert model.config._attn_implementation == implementation
     pairs = choice_pairs()
     # Pairs of very different lengths: long answers, a prompt cut short, answers of unequal length.
     pairs[1] = {**pairs[1], "chosen": "I would take option 2, the sure amount, because losing is worse than not winning."}
@@ -132,8 +140,8 @@ def test_gradients_equal_those_of_the_unshared_computation(tiny_model, checkpoin
     with torch.no_grad():
         reference_logps = (concatenated_token_logps(model, batch) * batch.completion_mask).sum(-1).view(-1, 2)
     if checkpointing:
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        assert model.is_activation_checkpointing
+        enable_checkpointing(model)  # under the name this transformers gives it
+        assert model.is_gradient_checkpointing
     monkeypatch.setattr(logps_module, "LOGPS_CHUNK_POSITIONS", 3)
     logps, grads = _gradients(model, batch)
     assert torch.allclose(logps, reference_logps, atol=2e-4)
@@ -152,7 +160,7 @@ def test_no_deprecation_warning_from_transformers_in_train_and_eval_passes(tiny_
     pairs = choice_pairs()[:4]
     groups = [tokenize_group(tokenizer, p["prompt"], [p["chosen"], p["rejected"]]) for p in pairs]
     model = load_model(str(tiny_model))
-    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    enable_checkpointing(model)
     policy = add_adapter(model, lora_config(4, 8.0, 0.0), quantized=False, gradient_checkpointing=True).train()
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)
