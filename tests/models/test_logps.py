@@ -264,3 +264,39 @@ def test_the_shared_prefix_is_computed_once(prefix_model):
     assert reused[1:] == [(rows, width - prefix_len) for rows, width in plain]
     fed = sum(rows * width for rows, width in reused)
     assert fed == sum(rows * width for rows, width in plain) - (len(prompts) - 1) * prefix_len
+
+
+# ---------------------------------------------------------------- the mask, once for every layer
+
+
+@pytest.mark.floor
+def test_one_additive_mask_serves_every_layer_and_keys_are_aligned(tiny_model):  # noqa: F811
+    """What autograd keeps of the mask under SDPA: a boolean mask made SDPA build (and keep for the
+    backward pass) a float copy in each of the 4 layers (4 saved tensors, measured); the additive
+    mask is one tensor, in the model's dtype, read by every layer. The packed length is a multiple
+    of MASK_ALIGNMENT."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = load_tokenizer(str(tiny_model))
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=2, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).train()
+    model.set_attn_implementation("sdpa")
+    pairs = choice_pairs()[:3]
+    batch = collate([tokenize_group(tokenizer, p["prompt"], [p["chosen"], p["rejected"]]) for p in pairs],
+                    tokenizer.pad_token_id)
+    length = logps_module.pack(batch).ids.shape[1]
+    assert length % logps_module.MASK_ALIGNMENT == 0
+    assert length - logps_module.MASK_ALIGNMENT < batch.prompt_ids.shape[1] + 2 * batch.completion_ids.shape[1] <= length
+    saved = {}
+
+    def keep(tensor):
+        if tensor.shape[-2:] == (length, length) and tensor.dim() == 4 and tensor.shape[1] == 1:
+            saved[tensor.untyped_storage().data_ptr()] = tensor.dtype
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+        logps, _ = batch_logps(model, batch)
+    logps.sum().backward()
+    assert list(saved.values()) == [torch.float32]
