@@ -205,6 +205,14 @@ def pack(batch: CompletionBatch, prefix_len: int = 0) -> PackedInputs:
     return PackedInputs(ids, positions, allowed, keep)
 
 
+def packed_length(groups: Sequence[Group], prefix_len: int = 0) -> int:
+    """Columns of `pack`'s sequence for `groups` collated into one batch (alignment padding included)."""
+    prompt = max(len(prompt) for prompt, _ in groups)
+    completions = [c for _, group in groups for c in group]
+    columns = prefix_len + prompt + len(groups[0][1]) * max(map(len, completions))
+    return columns + alignment_padding(columns) - prefix_len
+
+
 def alignment_padding(columns: int) -> int:
     """Columns of padding that make `columns` a multiple of `MASK_ALIGNMENT`."""
     return -columns % MASK_ALIGNMENT

@@ -45,6 +45,7 @@ from riskdpo.core.fileio import write_json
 from riskdpo.models.loading import check_model_path, hide_loading_bars, load_tokenizer, resolve_precision
 from riskdpo.pairs.prompting import PromptFormat
 from riskdpo.training import run_dir
+from riskdpo.training.attention_backends import training_attention
 from riskdpo.training.checkpoint import (
     DamagedCache, Progress, checkpoint_dirs, fingerprint, load_checkpoint, load_reference, newest_intact,
     remove_partial_checkpoints, save_checkpoint, save_reference, save_trainable_only,
@@ -246,7 +247,8 @@ def _train(config: TrainConfig) -> Path:
             "status": "running",
             "timings": {"started": started},
         }
-        final = _run_and_record(run, run_info, resume_from, clock)
+        with training_attention(accelerator.device):
+            final = _run_and_record(run, run_info, resume_from, clock)
     accelerator.wait_for_everyone()
     return final
 

@@ -293,6 +293,7 @@ def test_non_finite_loss_stops_with_one_line_and_keeps_the_checkpoint(tiny_model
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: training stopped: the loss became non-finite")
+    assert "(micro-batches of rows × tokens: 4 × " in lines[0]  # the step's shape, batch 4
     checkpoints = sorted((out / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
     assert checkpoints and str(checkpoints[-1]) in lines[0]
     failed_step = int(lines[0].split(" at step ")[1].split()[0])
