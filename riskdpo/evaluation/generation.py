@@ -203,12 +203,18 @@ def _prompt_rows(model, tokenizer, prompts, seeds, indices, reserve: int) -> _Ro
 
 
 def _step(model, rows: _Rows, decoding, stops) -> tuple[list[Generated], _Rows]:
-    """One forward pass: every row's next token; the answers that finished, and the rows advanced."""
+    """One forward pass: every row's next token; the answers that finished, and the rows advanced.
+    A prefill pass (several new columns) gets a 4D mask in which padding queries see themselves
+    (`prefill_mask`), where the attention takes one."""
     import torch
 
+    from riskdpo.models.logps import PACKED_ATTENTION, attention_implementation, compute_dtype
+
+    prefill = rows.inputs.shape[1] > 1 and attention_implementation(model) in PACKED_ATTENTION
+    mask = prefill_mask(rows.mask, rows.cache, compute_dtype(model)) if prefill else rows.mask
     with torch.no_grad():
         logits = model(
-            input_ids=rows.inputs, attention_mask=rows.mask, position_ids=rows.positions,
+            input_ids=rows.inputs, attention_mask=mask, position_ids=rows.positions,
             use_cache=True, logits_to_keep=1, **{cache_keyword(model): rows.cache},
         ).logits[:, -1, :]
         tokens = next_tokens(logits, decoding, rows.generators)
@@ -226,6 +232,34 @@ def _step(model, rows: _Rows, decoding, stops) -> tuple[list[Generated], _Rows]:
         rows.indices, rows.generators, produced, done, tokens.unsqueeze(1), rows.positions[:, -1:] + 1, mask,
         rows.cache,
     )
+
+
+def prefill_allowed(mask: Any, window: int | None = None) -> Any:
+    """[rows, q, q] True where query i of a left-padded prefill may attend to key j: j <= i, j a real
+    token and, under a sliding `window`, i - j < window (left padding keeps real tokens contiguous, so
+    column distance is position distance); and every query attends to itself. Without the diagonal
+    a padding query would see nothing: an empty softmax row, NaN on some GPU kernels (transformers 5
+    no longer repairs such rows), where the packed pass already gives padding its diagonal."""
+    import torch
+
+    columns = torch.arange(mask.shape[1], device=mask.device)
+    allowed = (columns[:, None] >= columns[None, :])[None] & mask.bool()[:, None, :]
+    if window is not None:
+        allowed &= (columns[:, None] - columns[None, :] < window)[None]
+    return allowed | torch.eye(mask.shape[1], dtype=torch.bool, device=mask.device)
+
+
+def prefill_mask(mask: Any, cache: Any, dtype: Any) -> Any:
+    """The 4D additive mask of a prefill pass into an empty `cache` (`prefill_allowed`), which
+    transformers hands to the attention untouched: one tensor when every layer attends alike, else
+    one per layer kind (``full_attention``, ``sliding_attention``), as mixed models take it."""
+    from riskdpo.models.logps import attention_mask_for
+
+    windows = {getattr(layer, "sliding_window", None) for layer in cache.layers}
+    masks = {window: attention_mask_for(prefill_allowed(mask, window), dtype) for window in windows}
+    if len(masks) == 1:
+        return next(iter(masks.values()))
+    return {("full_attention" if window is None else "sliding_attention"): value for window, value in masks.items()}
 
 
 def _compact(rows: _Rows, can_join: bool) -> _Rows | None:

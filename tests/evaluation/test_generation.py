@@ -314,3 +314,44 @@ def test_answers_that_end_at_their_first_token_are_yielded_once(phi_ending, batc
     assert [] in alone
     assert sorted(d.index for d in done) == list(range(32))
     assert [d.token_ids for d in sorted(done, key=lambda d: d.index)] == alone * 2
+
+
+def test_prefill_masks_give_every_padding_query_its_own_diagonal():
+    """Left padding: each padding query sees itself only, each real query the real tokens up to it
+    (within a sliding window when there is one); no row of the mask is empty."""
+    from riskdpo.evaluation.generation import prefill_allowed
+
+    mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    allowed = prefill_allowed(mask)
+    assert allowed.any(dim=-1).all()
+    assert allowed[0, :2].tolist() == [[True, False, False, False, False], [False, True, False, False, False]]
+    assert allowed[0, 4].tolist() == [False, False, True, True, True]
+    assert torch.equal(allowed[1], torch.ones(5, 5, dtype=torch.bool).tril())
+    assert prefill_allowed(mask, window=2)[1, 4].tolist() == [False, False, False, True, True]
+
+
+@pytest.mark.floor
+@pytest.mark.parametrize("setup", ["phi_ending", "llama_ending", "mistral_ending"])
+def test_prefill_passes_have_no_empty_query_row(request, setup):
+    """What the model receives in each prefill of padded prompts: a 4D mask (one per layer kind)
+    with no row that sees nothing; the greedy text stays that of `model.generate`
+    (test_greedy_text_equals_transformers_generate)."""
+    run = request.getfixturevalue(setup)
+    masks = []
+
+    def record(module, args, kwargs):
+        if kwargs["input_ids"].shape[1] > 1:
+            masks.append(kwargs["attention_mask"])
+
+    hook = run.model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        answers(run.model, run.tokenizer, run.prompts, LONG, 8)
+    finally:
+        hook.remove()
+    padded = 0
+    for mask in masks:
+        assert mask.dim() == 4
+        seen = (mask > torch.finfo(mask.dtype).min).sum(dim=-1)  # additive: 0 where a query attends
+        assert (seen > 0).all()
+        padded += int(((seen == 1).sum(dim=-1) > 1).sum())  # rows with padding: it sees itself alone
+    assert padded > 0
