@@ -10,6 +10,8 @@ from transformers.cache_utils import DynamicLayer
 
 from riskdpo.evaluation.cache_rows import ReservedLayer, join_rows, joinable, keep_rows, reserved_cache
 
+pytestmark = pytest.mark.floor  # touches the transformers model API: CI runs it again at the floor versions
+
 
 def cache_of(*columns_per_row, layers=2):
     """A cache whose rows hold `columns_per_row[r]` real columns, left-padded to the longest,

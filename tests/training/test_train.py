@@ -56,6 +56,7 @@ def lora_run(tiny_model, pairs_path, tmp_path_factory):  # noqa: F811
     return out, final, config
 
 
+@pytest.mark.floor  # a short train under the lowest supported transformers too
 def test_lora_training_learns_the_pairs(lora_run):
     out, final, config = lora_run
     assert final == out / "final-model"
@@ -67,6 +68,7 @@ def test_lora_training_learns_the_pairs(lora_run):
     assert max(r["lr"] for r in lines) == pytest.approx(config.lr)  # warm-up reaches the peak, then decays
 
 
+@pytest.mark.floor  # a short train under the lowest supported transformers too
 def test_final_model_reproduces_the_last_validation(lora_run, tiny_model):  # noqa: F811
     """The merged final model and the cached reference give the logged val/ metrics."""
     out, final, config = lora_run
@@ -232,6 +234,7 @@ def test_sft_warmup_becomes_the_reference_and_chat_template_is_kept(tiny_model, 
     assert run["prompt_format"] == {"chat_template": True, "system": system, "instruction": None}
 
 
+@pytest.mark.floor  # a short train under the lowest supported transformers too
 def test_bf16_autocast_and_no_chat_template(tiny_model, pairs_path, tmp_path):  # noqa: F811
     model_dir = with_chat_template(tiny_model, tmp_path / "chat-model")
     out = tmp_path / "run"
