@@ -19,16 +19,21 @@ instead of calling ``model.generate``, for three reasons:
   joined, get the next batch only when the last has emptied.) The queue is in
   length order, so newcomers are about as long as the prompts they join. Every
   row keeps its own positions, generator and tokens, and padding gets no
-  attention, so greedy text is the same as decoding each prompt alone (tested over
-  prompts of 13 to 250 tokens and answers cut by EOS and by the limit, on phi,
-  Llama and Mistral).
+  attention, so greedy text is the same as decoding each prompt alone and as
+  transformers' ``model.generate(do_sample=False)`` (tested on the CPU over prompts
+  of 13 to 250 tokens and answers cut by EOS and by the limit, on phi, Llama and
+  Mistral). On a GPU that holds up to near-ties only: bf16 matrix products are not
+  batch-invariant, so a row's logits move in their last bits with its batch, and
+  where two tokens are that close another batch picks the other one.
 - **The cache appends in place.** Its layers keep spare columns
   (`riskdpo.evaluation.cache_rows.ReservedLayer`), so a decoding step writes one
   column instead of copying the whole cache as transformers' own layers do.
 - **Each answer has its own random stream.** Answer k of a situation samples
   from a `torch.Generator` seeded by ``sha256(seed / sheet / situation_id)``
   and k (`answer_seed`), so what it draws depends neither on which other rows
-  share its batch, nor on the batch size, nor on whether the run was resumed.
+  share its batch, nor on the batch size, nor on whether the run was resumed (the
+  sampled text itself: identical on the CPU, up to near-ties on a GPU, as above; a
+  CUDA generator draws other numbers than a CPU one from the same seed).
 
 The next token of a row, from its last logits ``z`` (HF's warper order):
 

@@ -1,8 +1,10 @@
-"""Generation with the real tiny model: rows leaving a batch and prompts refilling it keep
-greedy text (phi, a tiny Llama, and a tiny Mistral whose sliding-window cache is never
-joined), the batch never runs half empty while prompts wait, sampling is
-seeded per answer (independent of batching), top-k 1 and a tiny top-p equal greedy, and
-reading an answer keeps the reasoning length."""
+"""Generation with the real tiny model: greedy text equals transformers' `model.generate`
+(phi, a tiny Llama, and a tiny Mistral whose sliding-window cache is never joined), rows
+leaving a batch and prompts refilling it keep it, the batch never runs half empty while
+prompts wait, sampling is seeded per answer (independent of batching), top-k 1 and a tiny
+top-p equal greedy, and reading an answer keeps the reasoning length. "The same text" here
+means token for token on the CPU, where these tests run; on a GPU bf16 round-off depends on
+the batch, so equal up to near-ties (README, Generation)."""
 
 from dataclasses import dataclass
 
