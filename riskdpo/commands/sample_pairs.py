@@ -42,7 +42,7 @@ def sample_pairs_command(config, model, situations_path, output, samples, temper
 
     An answer naming the risk-averse option is a chosen answer; one naming the
     rejected agent's option, or no option, a rejected one. The same model and
-    seed give the same file, whatever the batch size.
+    seed give the same file, whatever the batch size (on a CPU; on a GPU up to near-ties).
 
     \b
     Example:

@@ -19,16 +19,21 @@ instead of calling ``model.generate``, for three reasons:
   joined, get the next batch only when the last has emptied.) The queue is in
   length order, so newcomers are about as long as the prompts they join. Every
   row keeps its own positions, generator and tokens, and padding gets no
-  attention, so greedy text is the same as decoding each prompt alone (tested over
-  prompts of 13 to 250 tokens and answers cut by EOS and by the limit, on phi,
-  Llama and Mistral).
+  attention, so greedy text is the same as decoding each prompt alone and as
+  transformers' ``model.generate(do_sample=False)`` (tested on the CPU over prompts
+  of 13 to 250 tokens and answers cut by EOS and by the limit, on phi, Llama and
+  Mistral). On a GPU that holds up to near-ties only: bf16 matrix products are not
+  batch-invariant, so a row's logits move in their last bits with its batch, and
+  where two tokens are that close another batch picks the other one.
 - **The cache appends in place.** Its layers keep spare columns
   (`riskdpo.evaluation.cache_rows.ReservedLayer`), so a decoding step writes one
   column instead of copying the whole cache as transformers' own layers do.
 - **Each answer has its own random stream.** Answer k of a situation samples
   from a `torch.Generator` seeded by ``sha256(seed / sheet / situation_id)``
   and k (`answer_seed`), so what it draws depends neither on which other rows
-  share its batch, nor on the batch size, nor on whether the run was resumed.
+  share its batch, nor on the batch size, nor on whether the run was resumed (the
+  sampled text itself: identical on the CPU, up to near-ties on a GPU, as above; a
+  CUDA generator draws other numbers than a CPU one from the same seed).
 
 The next token of a row, from its last logits ``z`` (HF's warper order):
 
@@ -203,12 +208,18 @@ def _prompt_rows(model, tokenizer, prompts, seeds, indices, reserve: int) -> _Ro
 
 
 def _step(model, rows: _Rows, decoding, stops) -> tuple[list[Generated], _Rows]:
-    """One forward pass: every row's next token; the answers that finished, and the rows advanced."""
+    """One forward pass: every row's next token; the answers that finished, and the rows advanced.
+    A prefill pass (several new columns) gets a 4D mask in which padding queries see themselves
+    (`prefill_mask`), where the attention takes one."""
     import torch
 
+    from riskdpo.models.logps import PACKED_ATTENTION, attention_implementation, compute_dtype
+
+    prefill = rows.inputs.shape[1] > 1 and attention_implementation(model) in PACKED_ATTENTION
+    mask = prefill_mask(rows.mask, rows.cache, compute_dtype(model)) if prefill else rows.mask
     with torch.no_grad():
         logits = model(
-            input_ids=rows.inputs, attention_mask=rows.mask, position_ids=rows.positions,
+            input_ids=rows.inputs, attention_mask=mask, position_ids=rows.positions,
             use_cache=True, logits_to_keep=1, **{cache_keyword(model): rows.cache},
         ).logits[:, -1, :]
         tokens = next_tokens(logits, decoding, rows.generators)
@@ -226,6 +237,34 @@ def _step(model, rows: _Rows, decoding, stops) -> tuple[list[Generated], _Rows]:
         rows.indices, rows.generators, produced, done, tokens.unsqueeze(1), rows.positions[:, -1:] + 1, mask,
         rows.cache,
     )
+
+
+def prefill_allowed(mask: Any, window: int | None = None) -> Any:
+    """[rows, q, q] True where query i of a left-padded prefill may attend to key j: j <= i, j a real
+    token and, under a sliding `window`, i - j < window (left padding keeps real tokens contiguous, so
+    column distance is position distance); and every query attends to itself. Without the diagonal
+    a padding query would see nothing: an empty softmax row, NaN on some GPU kernels (transformers 5
+    no longer repairs such rows), where the packed pass already gives padding its diagonal."""
+    import torch
+
+    columns = torch.arange(mask.shape[1], device=mask.device)
+    allowed = (columns[:, None] >= columns[None, :])[None] & mask.bool()[:, None, :]
+    if window is not None:
+        allowed &= (columns[:, None] - columns[None, :] < window)[None]
+    return allowed | torch.eye(mask.shape[1], dtype=torch.bool, device=mask.device)
+
+
+def prefill_mask(mask: Any, cache: Any, dtype: Any) -> Any:
+    """The 4D additive mask of a prefill pass into an empty `cache` (`prefill_allowed`), which
+    transformers hands to the attention untouched: one tensor when every layer attends alike, else
+    one per layer kind (``full_attention``, ``sliding_attention``), as mixed models take it."""
+    from riskdpo.models.logps import attention_mask_for
+
+    windows = {getattr(layer, "sliding_window", None) for layer in cache.layers}
+    masks = {window: attention_mask_for(prefill_allowed(mask, window), dtype) for window in windows}
+    if len(masks) == 1:
+        return next(iter(masks.values()))
+    return {("full_attention" if window is None else "sliding_attention"): value for window, value in masks.items()}
 
 
 def _compact(rows: _Rows, can_join: bool) -> _Rows | None:

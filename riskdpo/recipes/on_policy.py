@@ -21,7 +21,8 @@ Sampling renders each prompt exactly as training will (`PromptFormat`) and
 decodes K answers with `riskdpo.evaluation.generation` (the decoder of
 eval-choices --mode generate), answer k of a situation from its own generator
 seeded by `answer_seed(seed, situation, k)`: the same model and seed give the
-same answers, and so the same pairs file, whatever the batch size.
+same answers, and so the same pairs file, whatever the batch size (on a CPU; on a GPU up to
+near-ties, as bf16 round-off depends on the batch: `riskdpo.evaluation.generation`).
 """
 
 from __future__ import annotations

@@ -25,13 +25,16 @@ activations  what autograd saves for the backward pass, per token and layer
              with (a, b) measured on the CPU under bf16 autocast by counting the
              bytes of the tensors autograd saves (tests/training/test_memory.py
              re-measures them): phi-style blocks (parallel attention and a GELU
-             MLP) a = 29 (LoRA) or 30 (full), b = 4; gated-MLP blocks (llama,
-             mistral, qwen) a = 38 or 43, b = 8 (`ACTIVATION_COEFFICIENTS`;
+             MLP) a = 23 (LoRA) or 24 (full), b = 4; gated-MLP blocks (llama,
+             mistral, qwen) a = 31 or 39, b = 8 (`ACTIVATION_COEFFICIENTS`;
              b·I is the MLP's saved inputs, 2 or 4 tensors of width I in bf16;
              a·h the rest: norms, projections' inputs, q, k, v, attention
-             output, LoRA inputs). Times tokens × layers, where one packed
-             micro-batch holds at most
-             tokens = batch · (max_length + (K - 1) · completion_length).
+             output, LoRA inputs; measured with the one shared mask counted
+             apart, below: fitted before it, with a float copy of the mask in
+             every layer, a came out about 6 higher). Times tokens × layers,
+             where one packed micro-batch holds at most
+             tokens = batch · L,  L = max_length + (K - 1) · completion_length
+             padded to a multiple of 16.
              With gradient checkpointing only each layer's input is kept
              (r·h bytes a token, r = 4 for full fine-tuning's fp32 residual
              stream, else 2) and one layer's activations are rebuilt at a time:
@@ -48,7 +51,11 @@ activations  what autograd saves for the backward pass, per token and layer
 logits       the lm_head runs on completion positions only:
              batch · K · completion_length · V values kept for the backward pass
              (2 bytes each in bf16).
-mask         the packed pass's boolean block mask, batch · L² bytes.
+mask         the packed pass's additive block mask, one tensor in the compute
+             dtype that every layer reads and the backward pass keeps:
+             low · batch · L² bytes (low = 2 in bf16, 4 in fp32), L the packed
+             length padded to a multiple of 16 (`riskdpo.models.logps`). A
+             boolean mask would cost that once per layer (SDPA's float copies).
 workspace    in the backward pass: the logits' gradient (as large as the
              logits) and one fp32 chunk of `LOGPS_CHUNK_POSITIONS` positions and
              its exponential in the log-softmax.
@@ -73,10 +80,10 @@ from typing import Any
 #: (a, b) of activations = a·h + b·I bytes per token per layer, by block kind and
 #: LoRA/full fine-tuning, measured in bf16 (see the module docstring).
 ACTIVATION_COEFFICIENTS = {
-    ("parallel", "lora"): (29.0, 4.0),
-    ("parallel", "full"): (30.0, 4.0),
-    ("gated", "lora"): (38.0, 8.0),
-    ("gated", "full"): (43.0, 8.0),
+    ("parallel", "lora"): (23.0, 4.0),
+    ("parallel", "full"): (24.0, 4.0),
+    ("gated", "lora"): (31.0, 8.0),
+    ("gated", "full"): (39.0, 8.0),
 }
 #: e of e·h bytes a token outside the blocks (final norm, head input), by LoRA/full.
 OUTSIDE_BLOCKS = {"lora": 2.0, "full": 10.0}
@@ -205,7 +212,7 @@ def estimate_memory(
     dict of its fields with ``model_type``; `completion_length` is the longest
     completion in tokens (a label and EOS: a few; chain-of-thought: hundreds).
     """
-    from riskdpo.models.logps import LOGPS_CHUNK_POSITIONS
+    from riskdpo.models.logps import LOGPS_CHUNK_POSITIONS, alignment_padding
 
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
@@ -229,7 +236,9 @@ def estimate_memory(
             base = low * shape.parameters
         weights = int(base) + 4 * trainable
 
-    tokens = batch_size * (max_length + (num_completions - 1) * completion_length)
+    packed_length = max_length + (num_completions - 1) * completion_length
+    packed_length += alignment_padding(packed_length)
+    tokens = batch_size * packed_length
     training = "full" if mode == "full" else "lora"
     a, b = ACTIVATION_COEFFICIENTS[("gated" if shape.gated else "parallel", training)]
     stream = 4 if mode == "qlora" else low  # QLoRA: fp32 activations (upper bound, see the docstring)
@@ -254,7 +263,7 @@ def estimate_memory(
         optimizer=8 * trainable,
         activations=int(activations),
         logits=int(logits),
-        mask=batch_size * (max_length + (num_completions - 1) * completion_length) ** 2,
+        mask=low * batch_size * packed_length**2,
         workspace=int(logits) + 2 * min(kept, LOGPS_CHUNK_POSITIONS) * shape.vocab * 4,
         fp32_casts=int(fp32_casts),
     )
@@ -268,7 +277,8 @@ def format_estimate(estimate: MemoryEstimate) -> str:
         ("gradients", estimate.gradients),
         ("optimizer (AdamW)", estimate.optimizer),
         ("activations", estimate.activations),
-        ("logits, mask, workspace", estimate.logits + estimate.mask + estimate.workspace),
+        ("logits, workspace", estimate.logits + estimate.workspace),
+        ("attention mask", estimate.mask),
     ]
     lines = [
         f"estimated peak GPU memory, {estimate.mode}, batch {estimate.batch_size} x {estimate.max_length} tokens "

@@ -76,7 +76,7 @@ def placement(accelerator: Any) -> dict[str, Any]:
 
 def enable_checkpointing(model: Any) -> None:
     """Activation (gradient) checkpointing, non-reentrant (works with frozen inputs, as under LoRA)."""
-    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5
+    if hasattr(model, "activation_checkpointing_enable"):  # its newer name (transformers 5.17 has only the old one)
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -48,6 +48,7 @@ from riskdpo.models.loading import check_model_path, hide_loading_bars, load_tok
 from riskdpo.models.quantized import available as four_bit_available
 from riskdpo.pairs.prompting import PromptFormat
 from riskdpo.training import run_dir
+from riskdpo.training.attention_backends import training_attention
 from riskdpo.training.checkpoint import (
     DamagedCache, Progress, checkpoint_dirs, fingerprint, load_checkpoint, load_reference, newest_intact,
     remove_partial_checkpoints, save_checkpoint, save_reference, save_trainable_only,
@@ -251,7 +252,8 @@ def _train(config: TrainConfig) -> Path:
             "status": "running",
             "timings": {"started": started},
         }
-        final = _run_and_record(run, run_info, resume_from, clock)
+        with training_attention(accelerator.device):
+            final = _run_and_record(run, run_info, resume_from, clock)
     accelerator.wait_for_everyone()
     return final
 

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from riskdpo.core.errors import UserError
-from riskdpo.models.logps import batch_logps, collate, length_grouped_order, to_device
+from riskdpo.models.logps import batch_logps, collate, length_grouped_order, packed_length, to_device
 from riskdpo.training.checkpoint import checkpoint_dirs
 from riskdpo.training.config import TrainConfig
 from riskdpo.training.loss import PER_TOKEN_LOSSES, dpo_loss, dpo_nll_loss
@@ -134,26 +134,51 @@ def on_device(sums: dict[str, torch.Tensor], device: torch.device) -> dict[str, 
     return {key: to_device(value, device) for key, value in sums.items()}
 
 
-def apply_gradients(accelerator: Any, trainee: Trainee, config: TrainConfig, loss: float, where: str) -> float:
+def apply_gradients(accelerator: Any, trainee: Trainee, config: TrainConfig, loss: float, where: str,
+                    shape: str = "") -> float:  # fmt: skip
     """Clip, check, step. Returns the gradient norm before clipping.
 
     A non-finite loss (or gradient, outside fp16 where the loss scaler handles
     overflow) stops the run before the weights are touched, so the last
-    checkpoint stays good.
+    checkpoint stays good; `non_finite_message` says which of the two and the
+    step's `shape`.
     """
     grad_norm = float(accelerator.clip_grad_norm_(trainee.model.parameters(), config.max_grad_norm or math.inf))
     grad_ok = math.isfinite(grad_norm) or accelerator.mixed_precision == "fp16"
     if not (math.isfinite(loss) and grad_ok):
         checkpoints = checkpoint_dirs(config.output_dir)
         kept = f"the last checkpoint is {checkpoints[-1]}" if checkpoints else "no checkpoint was written"
-        raise UserError(
-            f"training stopped: the loss became non-finite ({loss}, gradient norm {grad_norm}) at {where}; "
-            f"{kept}; try a lower --lr"
-        )
+        raise UserError(non_finite_message(loss, grad_norm, where, shape, kept))
     trainee.optimizer.step()
     trainee.scheduler.step()
     trainee.optimizer.zero_grad(set_to_none=True)
     return grad_norm
+
+
+def non_finite_message(loss: float, grad_norm: float, where: str, shape: str, kept: str) -> str:
+    """The one line that stops a run whose loss or gradient is not finite.
+
+    A non-finite loss comes from the forward pass (weights blown up by too high a
+    learning rate, most often). A finite loss with a non-finite gradient comes from
+    the backward pass: an overflow in low precision or a faulty attention kernel,
+    which a lower --lr does not cure; the micro-batches' shape (rows × packed
+    tokens) tells whether it follows the batch length.
+    """
+    at = f"at {where}" + (f" (micro-batches of rows × tokens: {shape})" if shape else "")
+    if not math.isfinite(loss):
+        return f"training stopped: the loss became non-finite ({loss}, gradient norm {grad_norm}) {at}; {kept}; try a lower --lr"
+    return (f"training stopped: the gradient became non-finite (norm {grad_norm}) while the loss was finite ({loss:.6g}) "
+            f"{at}; {kept}; an overflow or an attention kernel fault in the backward pass: try --precision fp32")
+
+
+def step_shape(groups: list, micros: list[Micro], completions: int | None = None) -> str:
+    """This process's micro-batches of one step as rows × packed tokens (`riskdpo.models.logps.pack`'s
+    length), e.g. ``"2 × 160, 2 × 144"``; `completions` keeps only the first ones of each group (SFT: 1)."""
+    shapes = []
+    for indices, _ in micros:
+        chosen = [(groups[i][0], groups[i][1][:completions]) for i in indices]
+        shapes.append(f"{len(indices)} × {packed_length(chosen)}")
+    return ", ".join(shapes)
 
 
 def prepare(accelerator: Any, model: Any, optimizer: Any, scheduler: Any) -> Trainee:
@@ -272,7 +297,8 @@ def optimizer_step(
                       lambda *micro: objective.batch(trainee.model, run.data, "train", scale, micro))
     loss = objective.means(sums)["loss"]
     lr = trainee.lr
-    grad_norm = apply_gradients(accelerator, trainee, config, loss, where)
+    shape = step_shape(run.data.groups, micros, 1 if objective.kind == "sft" else None)
+    grad_norm = apply_gradients(accelerator, trainee, config, loss, where, shape)
     return sums, loss, lr, grad_norm
 
 

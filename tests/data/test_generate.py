@@ -280,6 +280,7 @@ def test_user_errors_exit_2_with_one_line_and_no_output(tmp_path):
     assert not (tmp_path / "out.csv").exists()
     too_few = run("generate", "-o", tmp_path / "none.xlsx", "--situations", 0)
     assert too_few.exit_code == 2 and too_few.stderr.count("\n") == 1 and not (tmp_path / "none.xlsx").exists()
+    assert "situations 0: at least one situation is needed" in too_few.stderr
 
     book = tmp_path / "book.xlsx"
     assert run("generate", "-o", book, "--sheet", "train", "--situations", 3).exit_code == 0

@@ -17,6 +17,7 @@ from riskdpo.data.situations import save_situations
 from riskdpo.evaluation.evaluate import LOGPROB_CHUNK
 
 SAMPLES = 3
+MARK = " [read back]"  # added to an answer on disk before resuming
 
 
 def command(model, situations, out, *extra):
@@ -31,6 +32,13 @@ def command(model, situations, out, *extra):
 def rows(path):
     with open(path, encoding="utf-8", newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def write_rows(path, records):
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(records[0]))
+        writer.writeheader()
+        writer.writerows(records)
 
 
 def test_killed_run_resumes_to_the_uninterrupted_report(tmp_path, eval_model):
@@ -58,12 +66,21 @@ def test_killed_run_resumes_to_the_uninterrupted_report(tmp_path, eval_model):
     partial = rows(checkpoint)
     assert 0 < len(partial) < total  # killed mid-way, with whole batches on disk
     assert not stopped.exists()
+    # Mark one answer on disk: a resume reads it back, a run that silently started over would
+    # write it again as decoded (sampling is seeded per answer, so the rest could not tell).
+    marked = (partial[0]["sheet"], partial[0]["situation_id"], partial[0]["sample"])
+    partial[0] = {**partial[0], "answer": partial[0]["answer"] + MARK}
+    write_rows(checkpoint, partial)
 
     resumed = subprocess.run(command(eval_model, situations, stopped), env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    one, two = json.loads(whole.read_text()), json.loads(stopped.read_text())
+    one, two = json.loads(whole.read_text()), json.loads(stopped.read_text().replace(MARK, ""))  # the report may quote it
     assert comparable(one) == comparable(two)
-    assert rows(whole.with_suffix(".csv")) == rows(checkpoint)
+    final, on_disk = rows(checkpoint), rows(checkpoint)
+    (kept,) = [row for row in final if (row["sheet"], row["situation_id"], row["sample"]) == marked]
+    assert kept["answer"].endswith(MARK)  # resumed from the rows on disk, not from scratch
+    kept["answer"] = kept["answer"].removesuffix(MARK)
+    assert rows(whole.with_suffix(".csv")) == final
     assert len(rows(checkpoint)) == total
     assert {(row["situation_id"], row["sample"]) for row in partial} <= {(r["situation_id"], r["sample"]) for r in rows(checkpoint)}
 
@@ -73,7 +90,7 @@ def test_killed_run_resumes_to_the_uninterrupted_report(tmp_path, eval_model):
     assert changed.returncode == 2
     assert changed.stderr.count("\n") == 1 and changed.stderr.startswith("error: --resume:"), changed.stderr
     assert "top_k 50 -> 40" in changed.stderr
-    assert rows(checkpoint) == rows(whole.with_suffix(".csv"))  # left as it was
+    assert rows(checkpoint) == on_disk  # left as it was
 
 
 def check_samples_against_hand_counts(report, answers, total):

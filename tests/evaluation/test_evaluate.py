@@ -223,6 +223,23 @@ def test_sheet_picks_situations_of_a_situations_json(workspace, tmp_path):
     assert low <= model["alpha"]["estimate"] <= high
 
 
+#: What each refusal must say (a fragment of its one line).
+REFUSALS = {
+    "missing situations": "nowhere.json: no such file",
+    "report not json": "report.csv: the report must be a .json file",
+    "no tokenizer": "weights-only: the model directory has no tokenizer files",
+    "batch size zero": "--batch-size 0: must be at least 1",
+    "no risk-averse labels": "no situation has risk-averse labels",
+    "unknown sheet": "book.xlsx: no sheet named 'nope'",
+    "unknown mode": "--mode vibes: choose logprob or generate",
+    "unknown response style": "--response cot: choose label or as-written",
+    "greedy samples": "--samples 3: needs --mode generate and a --temperature above 0",
+    "top-p zero": "--top-p 0.0: must be above 0",
+    "names short": "--name given 2 times for 1 --model",
+    "resume without settings": "report.csv has no report.resume.json beside it",
+}
+
+
 @pytest.mark.parametrize(
     "case",
     [
@@ -272,6 +289,7 @@ def test_bad_inputs_exit_2_in_one_line(workspace, tmp_path, case):
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert REFUSALS[case] in lines[0], (case, lines[0])  # which error, not only that one came
     left = ["report.csv"] if case == "resume without settings" else []  # the user's own file, untouched
     assert not out.parent.exists() or sorted(path.name for path in out.parent.iterdir()) == left
 

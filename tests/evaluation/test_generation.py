@@ -1,8 +1,10 @@
-"""Generation with the real tiny model: rows leaving a batch and prompts refilling it keep
-greedy text (phi, a tiny Llama, and a tiny Mistral whose sliding-window cache is never
-joined), the batch never runs half empty while prompts wait, sampling is
-seeded per answer (independent of batching), top-k 1 and a tiny top-p equal greedy, and
-reading an answer keeps the reasoning length."""
+"""Generation with the real tiny model: greedy text equals transformers' `model.generate`
+(phi, a tiny Llama, and a tiny Mistral whose sliding-window cache is never joined), rows
+leaving a batch and prompts refilling it keep it, the batch never runs half empty while
+prompts wait, sampling is seeded per answer (independent of batching), top-k 1 and a tiny
+top-p equal greedy, and reading an answer keeps the reasoning length. "The same text" here
+means token for token on the CPU, where these tests run; on a GPU bf16 round-off depends on
+the batch, so equal up to near-ties (README, Generation)."""
 
 from dataclasses import dataclass
 
@@ -10,10 +12,12 @@ import pytest
 import torch
 from test_choices import eval_model, eval_situations, loaded, situation  # noqa: F401 (fixtures)
 
-from riskdpo.evaluation.generation import Decoding, answer_seed, generate_rows, next_tokens, answer_record
+from riskdpo.evaluation.generation import Decoding, answer_record, answer_seed, generate_rows, next_tokens, stop_ids
 from riskdpo.models.loading import load_model, load_tokenizer
 from riskdpo.models.logps import length_grouped_order
 from riskdpo.pairs.prompting import PromptFormat, render_prompt
+
+pytestmark = pytest.mark.floor  # touches the transformers model API: CI runs it again at the floor versions
 
 GREEDY = Decoding(max_new_tokens=10)
 
@@ -189,6 +193,34 @@ def test_refilled_batches_give_the_greedy_text_of_one_prompt_at_a_time(request, 
     assert answers(run.model, run.tokenizer, run.prompts * 2, LONG, batch_size) == run.alone * 2
 
 
+def transformers_greedy(run) -> list:
+    """Each prompt's greedy answer from Hugging Face's own decoder, `model.generate(do_sample=False)`,
+    one prompt at a time (no padding), cut before the first stop token as riskdpo cuts it."""
+    stops = sorted(stop_ids(run.model, run.tokenizer))
+    expected = []
+    for prompt in run.prompts:
+        ids = run.tokenizer(prompt, return_tensors="pt").input_ids
+        with torch.no_grad():
+            out = run.model.generate(
+                ids, attention_mask=torch.ones_like(ids), do_sample=False, num_beams=1,
+                max_new_tokens=LONG.max_new_tokens, eos_token_id=stops, pad_token_id=run.tokenizer.pad_token_id,
+            )[0, ids.shape[1]:].tolist()  # fmt: skip
+        expected.append(next((out[:i] for i, token in enumerate(out) if token in stops), out))
+    return expected
+
+
+@pytest.mark.parametrize("setup", ["phi_ending", "llama_ending", "mistral_ending"])
+def test_greedy_text_equals_transformers_generate(request, setup):
+    """The oracle is transformers' decoder, not riskdpo's at batch 1: refilled batches of 8 over
+    prompts of 13 to 250 tokens, answers cut by EOS and by the limit, give exactly the tokens of
+    `model.generate(do_sample=False)` (on the tiny Llama and Mistral positions matter: decoding with
+    positions off by one agrees on no prompt)."""
+    run = request.getfixturevalue(setup)
+    expected = transformers_greedy(run)
+    assert sum(len(answer) < LONG.max_new_tokens for answer in expected) >= 3  # EOS ends some answers
+    assert answers(run.model, run.tokenizer, run.prompts, LONG, 8) == expected
+
+
 def test_sampled_text_is_the_same_for_every_batch_size_and_refill(phi_ending):
     run = phi_ending
     hot = Decoding(max_new_tokens=24, temperature=1.0, seed=5)
@@ -285,3 +317,43 @@ def test_answers_that_end_at_their_first_token_are_yielded_once(phi_ending, batc
     assert [] in alone
     assert sorted(d.index for d in done) == list(range(32))
     assert [d.token_ids for d in sorted(done, key=lambda d: d.index)] == alone * 2
+
+
+def test_prefill_masks_give_every_padding_query_its_own_diagonal():
+    """Left padding: each padding query sees itself only, each real query the real tokens up to it
+    (within a sliding window when there is one); no row of the mask is empty."""
+    from riskdpo.evaluation.generation import prefill_allowed
+
+    mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    allowed = prefill_allowed(mask)
+    assert allowed.any(dim=-1).all()
+    assert allowed[0, :2].tolist() == [[True, False, False, False, False], [False, True, False, False, False]]
+    assert allowed[0, 4].tolist() == [False, False, True, True, True]
+    assert torch.equal(allowed[1], torch.ones(5, 5, dtype=torch.bool).tril())
+    assert prefill_allowed(mask, window=2)[1, 4].tolist() == [False, False, False, True, True]
+
+
+@pytest.mark.parametrize("setup", ["phi_ending", "llama_ending", "mistral_ending"])
+def test_prefill_passes_have_no_empty_query_row(request, setup):
+    """What the model receives in each prefill of padded prompts: a 4D mask (one per layer kind)
+    with no row that sees nothing; the greedy text stays that of `model.generate`
+    (test_greedy_text_equals_transformers_generate)."""
+    run = request.getfixturevalue(setup)
+    masks = []
+
+    def record(module, args, kwargs):
+        if kwargs["input_ids"].shape[1] > 1:
+            masks.append(kwargs["attention_mask"])
+
+    hook = run.model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        answers(run.model, run.tokenizer, run.prompts, LONG, 8)
+    finally:
+        hook.remove()
+    padded = 0
+    for mask in masks:
+        assert mask.dim() == 4
+        seen = (mask > torch.finfo(mask.dtype).min).sum(dim=-1)  # additive: 0 where a query attends
+        assert (seen > 0).all()
+        padded += int(((seen == 1).sum(dim=-1) > 1).sum())  # rows with padding: it sees itself alone
+    assert padded > 0

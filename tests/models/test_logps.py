@@ -1,4 +1,5 @@
-"""pair_logps (one packed pass per prompt, batched) against one plain forward per sequence;
+"""pair_logps (one packed pass per prompt, batched) against one plain forward per sequence
+(tiny phi and tiny Llama);
 its gradients, with and without activation checkpointing, against the unshared computation;
 and no deprecation warning from transformers on the way."""
 
@@ -20,6 +21,9 @@ from riskdpo.models.logps import (
 )
 from riskdpo.models.loading import load_model, load_tokenizer
 from riskdpo.training.lora import add_adapter, lora_config
+from riskdpo.training.policy import enable_checkpointing
+
+pytestmark = pytest.mark.floor  # touches the transformers model API: CI runs it again at the floor versions
 
 
 def unbatched_logp(model, tokenizer, prompt: str, completion: str) -> float:
@@ -35,10 +39,16 @@ def unbatched_logp(model, tokenizer, prompt: str, completion: str) -> float:
     return sum(logprobs[start + t - 1, token].item() for t, token in enumerate(completion_ids))
 
 
-@pytest.fixture(scope="module", params=["sdpa", "eager"])
+@pytest.fixture(scope="module", params=["phi-sdpa", "phi-eager", "llama-sdpa", "llama-eager"])
 def model_and_pairs(tiny_model, request):  # noqa: F811
-    model = load_model(str(tiny_model), attn_implementation=request.param).eval()
-    assert model.config._attn_implementation == request.param
+    """The tiny phi (whose positions barely matter) and a tiny Llama (rotary positions on every
+    dimension, grouped-query attention): the packed pass against a plain forward on both."""
+    architecture, implementation = request.param.split("-")
+    if architecture == "phi":
+        model = load_model(str(tiny_model), attn_implementation=implementation).eval()
+    else:
+        model = tiny_llama(load_tokenizer(str(tiny_model)), implementation)
+    assert model.config._attn_implementation == implementation
     pairs = choice_pairs()
     # Pairs of very different lengths: long answers, a prompt cut short, answers of unequal length.
     pairs[1] = {**pairs[1], "chosen": "I would take option 2, the sure amount, because losing is worse than not winning."}
@@ -164,8 +174,8 @@ def test_gradients_equal_those_of_the_unshared_computation(tiny_model, checkpoin
     with torch.no_grad():
         reference_logps = (concatenated_token_logps(model, batch) * batch.completion_mask).sum(-1).view(-1, 2)
     if checkpointing:
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        assert model.is_activation_checkpointing
+        enable_checkpointing(model)  # under the name this transformers gives it
+        assert model.is_gradient_checkpointing
     monkeypatch.setattr(logps_module, "LOGPS_CHUNK_POSITIONS", 3)
     logps, grads = _gradients(model, batch)
     assert torch.allclose(logps, reference_logps, atol=2e-4)
@@ -184,7 +194,7 @@ def test_no_deprecation_warning_from_transformers_in_train_and_eval_passes(tiny_
     pairs = choice_pairs()[:4]
     groups = [tokenize_group(tokenizer, p["prompt"], [p["chosen"], p["rejected"]]) for p in pairs]
     model = load_model(str(tiny_model))
-    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    enable_checkpointing(model)
     policy = add_adapter(model, lora_config(4, 8.0, 0.0), quantized=False, gradient_checkpointing=True).train()
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)
@@ -288,3 +298,38 @@ def test_the_shared_prefix_is_computed_once(prefix_model):
     assert reused[1:] == [(rows, width - prefix_len) for rows, width in plain]
     fed = sum(rows * width for rows, width in reused)
     assert fed == sum(rows * width for rows, width in plain) - (len(prompts) - 1) * prefix_len
+
+
+# ---------------------------------------------------------------- the mask, once for every layer
+
+
+def test_one_additive_mask_serves_every_layer_and_keys_are_aligned(tiny_model):  # noqa: F811
+    """What autograd keeps of the mask under SDPA: a boolean mask made SDPA build (and keep for the
+    backward pass) a float copy in each of the 4 layers (4 saved tensors, measured); the additive
+    mask is one tensor, in the model's dtype, read by every layer. The packed length is a multiple
+    of MASK_ALIGNMENT."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = load_tokenizer(str(tiny_model))
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=2, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).train()
+    model.set_attn_implementation("sdpa")
+    pairs = choice_pairs()[:3]
+    batch = collate([tokenize_group(tokenizer, p["prompt"], [p["chosen"], p["rejected"]]) for p in pairs],
+                    tokenizer.pad_token_id)
+    length = logps_module.pack(batch).ids.shape[1]
+    assert length % logps_module.MASK_ALIGNMENT == 0
+    assert length - logps_module.MASK_ALIGNMENT < batch.prompt_ids.shape[1] + 2 * batch.completion_ids.shape[1] <= length
+    saved = {}
+
+    def keep(tensor):
+        if tensor.shape[-2:] == (length, length) and tensor.dim() == 4 and tensor.shape[1] == 1:
+            saved[tensor.untyped_storage().data_ptr()] = tensor.dtype
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+        logps, _ = batch_logps(model, batch)
+    logps.sum().backward()
+    assert list(saved.values()) == [torch.float32]

@@ -144,4 +144,5 @@ def test_sample_pairs_never_writes_over_its_input(tiny_model, situations_json):
     result = CliRunner().invoke(main, ["sample-pairs", "--model", str(tiny_model), "--situations", str(situations_json),
                                        "-o", str(situations_json.with_suffix(".json")), "--no-progress"])  # fmt: skip
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert f"{situations_json}: is also an input; writing it would destroy the input" in result.stderr
     assert situations_json.read_bytes() == before

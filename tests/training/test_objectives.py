@@ -20,7 +20,7 @@ from riskdpo.training.config import TrainConfig
 from riskdpo.training.loss import sft_loss
 from riskdpo.training.metrics import read_metrics, without_timing
 from riskdpo.training.run import train
-from training_runs import OPTIONS, one_error_line, signal_after_checkpoints, train_args
+from training_runs import OPTIONS, assert_resumed_from, one_error_line, records_through, signal_after_checkpoints, train_args
 
 FAST = {"max_length": 128, "progress": False, "seed": 7}
 
@@ -131,8 +131,10 @@ def test_sft_objective_resumes_exactly_after_sigkill(tiny_model, pairs_path, tmp
     status, _, newest = signal_after_checkpoints(args, interrupted, signal.SIGKILL, checkpoints=1)
     assert status == -signal.SIGKILL and not (interrupted / "final-model").exists()
     assert max(r.get("step", 0) for r in read_metrics(interrupted / "metrics.jsonl")) > newest
+    before = records_through(interrupted, newest)
     result = run_cli(*args, "--resume")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert_resumed_from(interrupted, newest, before)
 
     uninterrupted = tmp_path / "uninterrupted"
     train(TrainConfig(dataset=str(pairs_path), val=str(pairs_path), output_dir=str(uninterrupted),

@@ -16,6 +16,7 @@ from riskdpo.core.fileio import read_json
 from riskdpo.training.metrics import read_metrics, without_timing
 from riskdpo.training.config import TrainConfig
 from riskdpo.training.run import train
+from training_runs import assert_resumed_from, records_through
 
 # LoRA dropout on (0.05, not the default), so the random state must be restored too; checkpoints
 # every 4 steps, metrics every 3, so a checkpoint falls inside a logging window.
@@ -56,9 +57,11 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_model, pairs_pat
     logged_before = [r["step"] for r in read_metrics(interrupted / "metrics.jsonl")]
     assert max(logged_before) > killed_at  # lines past the checkpoint, which the resumed run must replace
     reference_written = (interrupted / "reference-logps.pt").stat().st_mtime_ns
+    before = records_through(interrupted, killed_at)
 
     result = run_cli(*args, "--resume")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert_resumed_from(interrupted, killed_at, before)
 
     uninterrupted = tmp_path / "uninterrupted"
     train(TrainConfig(dataset=str(pairs_path), val=str(pairs_path), output_dir=str(uninterrupted), model=str(tiny_model),

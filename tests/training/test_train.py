@@ -56,6 +56,7 @@ def lora_run(tiny_model, pairs_path, tmp_path_factory):  # noqa: F811
     return out, final, config
 
 
+@pytest.mark.floor  # a short train under the lowest supported transformers too
 def test_lora_training_learns_the_pairs(lora_run):
     out, final, config = lora_run
     assert final == out / "final-model"
@@ -67,6 +68,7 @@ def test_lora_training_learns_the_pairs(lora_run):
     assert max(r["lr"] for r in lines) == pytest.approx(config.lr)  # warm-up reaches the peak, then decays
 
 
+@pytest.mark.floor  # a short train under the lowest supported transformers too
 def test_final_model_reproduces_the_last_validation(lora_run, tiny_model):  # noqa: F811
     """The merged final model and the cached reference give the logged val/ metrics."""
     out, final, config = lora_run
@@ -232,6 +234,7 @@ def test_sft_warmup_becomes_the_reference_and_chat_template_is_kept(tiny_model, 
     assert run["prompt_format"] == {"chat_template": True, "system": system, "instruction": None}
 
 
+@pytest.mark.floor  # a short train under the lowest supported transformers too
 def test_bf16_autocast_and_no_chat_template(tiny_model, pairs_path, tmp_path):  # noqa: F811
     model_dir = with_chat_template(tiny_model, tmp_path / "chat-model")
     out = tmp_path / "run"
@@ -293,6 +296,7 @@ def test_non_finite_loss_stops_with_one_line_and_keeps_the_checkpoint(tiny_model
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: training stopped: the loss became non-finite")
+    assert "(micro-batches of rows × tokens: 4 × " in lines[0]  # the step's shape, batch 4
     checkpoints = sorted((out / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
     assert checkpoints and str(checkpoints[-1]) in lines[0]
     failed_step = int(lines[0].split(" at step ")[1].split()[0])

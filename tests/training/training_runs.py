@@ -4,6 +4,7 @@ by a real signal, and a digest of a folder to prove a refused command changed no
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from helpers import SUBPROCESS_ENV
 from riskdpo.training.checkpoint import checkpoint_dirs
-from riskdpo.training.metrics import read_metrics
+from riskdpo.training.metrics import TIMING_KEYS, read_metrics
 
 #: Checkpoints every 4 of 48 steps (16 pairs, batch 2, 6 epochs), the newest two kept.
 OPTIONS = {"epochs": 6, "batch_size": 2, "lr": 5e-3, "save_every": 4, "log_every": 3, "eval_every": 5,
@@ -51,6 +52,21 @@ def signal_after_checkpoints(args: list[str], out: Path, number: int, checkpoint
         time.sleep(0.002)
     process.kill()
     raise AssertionError(f"no {checkpoints} checkpoints within 240 s")
+
+
+def records_through(out: Path, step: int) -> list[dict]:
+    """The metrics records of `out` up to `step`, timings included."""
+    return [record for record in read_metrics(out / "metrics.jsonl") if record.get("step", 0) <= step]
+
+
+def assert_resumed_from(out: Path, step: int, before: list[dict]) -> None:
+    """A resumed run went on from checkpoint `step`: run.json names it, and the metrics records up
+    to it are those the interrupted run wrote (`before`), timings included; a run that silently
+    started over would have logged them again with timings of its own (training is deterministic,
+    so the final weights alone cannot tell)."""
+    assert json.loads((out / "run.json").read_text())["resumed_from"] == str(out / "checkpoints" / f"step-{step}")
+    assert any(record.keys() & set(TIMING_KEYS) for record in before)  # something a rerun would change
+    assert records_through(out, step) == before
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
