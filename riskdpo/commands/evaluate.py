@@ -64,6 +64,15 @@ from riskdpo.commands.config_file import config_option
 @click.option("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, show_default=True,
               help="Bootstrap replicates of a percentile interval for the implied alpha, reported as a check beside "
               "the profile-likelihood interval (0: none).")
+@click.option("--endpoint", multiple=True, metavar="URL",
+              help="OpenAI-compatible server (http://host:8000/v1) that serves each --model under that name "
+              "(generate mode); once for all models, or once per --model in order, 'local' for one loaded here. "
+              "API key: $RISKDPO_API_KEY or $OPENAI_API_KEY.")
+@click.option("--concurrency", type=int, default=8, show_default=True, help="endpoint: requests in flight at once.")
+@click.option("--request-timeout", type=float, default=600.0, show_default=True,
+              help="endpoint: seconds one request may take before it is retried.")
+@click.option("--retries", type=int, default=5, show_default=True,
+              help="endpoint: retries of a request after a timeout, cut connection, HTTP 429 or 5xx (waits 1, 2, 4... s).")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Show a progress bar (answers/s and time left).")
 def eval_choices(**params) -> None:
@@ -85,6 +94,7 @@ def eval_choices(**params) -> None:
       riskdpo eval-choices --model Qwen/Qwen3-8B --situations steals.xlsx --mode generate --temperature 0.6 --top-p 0.95 --top-k 20 --max-new-tokens 4096 --chat-template-kwargs enable_thinking=true --resume -o qwen3.json
       riskdpo eval-choices --answers gen.csv --situations data/sample.xlsx --sheet test_high -o reread.json
       riskdpo eval-choices --answers vllm.jsonl --answer-fields id=question_id,text=response,reasoning=reasoning_content --situations steals.xlsx -o vllm.json
+      riskdpo eval-choices --endpoint http://127.0.0.1:8000/v1 --model Qwen/Qwen3-8B --situations steals.xlsx --mode generate --max-new-tokens 4096 --concurrency 64 --resume -o qwen3.json
     """
     from riskdpo.core.errors import UserError
     from riskdpo.core.fileio import check_output
@@ -138,7 +148,15 @@ def eval_choices(**params) -> None:
         from riskdpo.data.shuffle import shuffle_all
 
         situations = shuffle_all(situations, params["seed"])
+    from riskdpo.evaluation.endpoint import LOCAL, model_endpoints
+
+    endpoints = model_endpoints(
+        params["model"], params["endpoint"], concurrency=params["concurrency"], timeout=params["request_timeout"],
+        retries=params["retries"],
+    )  # fmt: skip
     config = {key: list(value) if isinstance(value, tuple) else value for key, value in params.items()}
+    if endpoints:  # without user, password or query: the report may be shared
+        config["endpoint"] = [endpoints[model].recorded_url if model in endpoints else LOCAL for model in params["model"]]
     if params["answers"]:
         from riskdpo.evaluation.saved_answers import evaluate_saved_answers, parse_answer_fields
 
@@ -157,6 +175,7 @@ def eval_choices(**params) -> None:
             selection=selection,
             config=config,
             resume=csv_path if params["resume"] else None,
+            endpoints=endpoints,
         )
     if params["answers"] or process_state().is_main_process:  # answers are read in one process
         paths = write_evaluation(evaluation, params["output"])

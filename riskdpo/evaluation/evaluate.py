@@ -306,6 +306,7 @@ def evaluate_choices(
     config: dict[str, Any] | None = None,
     scored: Evaluation | None = None,
     resume: str | Path | None = None,
+    endpoints: Mapping[str, Any] | None = None,
 ) -> Evaluation:
     """Score every model on the same situations, at one precision, and build the report and CSV rows.
 
@@ -320,6 +321,9 @@ def evaluate_choices(
     instead of scoring them again, where it was scored at this precision.
     `resume` is the CSV to keep finished batches in and to continue from
     (`riskdpo.evaluation.resume`).
+    `endpoints` maps a model to the `riskdpo.evaluation.endpoint.Endpoint`
+    that serves it under that name; the others are loaded here (a served model
+    has no precision of ours: `precision` is the loaded models').
     """
     from riskdpo.models.adapters import evaluated_model
 
@@ -330,7 +334,16 @@ def evaluate_choices(
         raise UserError("the same --model is given twice")
     shown = short_names(models, names)
     formats = [model_format(name, overrides) for name in models]
-    precision = evaluation_precision(models, options.precision)
+    endpoints = endpoints or {}
+    if endpoints:
+        from riskdpo.evaluation.endpoint import check_served_format
+
+        for name, fmt in zip(models, formats):
+            if name in endpoints:
+                check_served_format(name, fmt, options.mode)
+        if process_state().num_processes > 1:
+            raise UserError("--endpoint: runs in one process, the server batches (drop accelerate launch)")
+    precision = evaluation_precision([name for name in models if name not in endpoints], options.precision)
     checkpoint = None
     if resume is not None:
         from riskdpo.evaluation.resume import Checkpoint, situations_digest
@@ -342,15 +355,26 @@ def evaluate_choices(
             name: {**options.settings(), "precision": precision, **fmt.to_json(), "source": None, "situations": digest}
             for name, fmt in zip(models, formats)
         }
+        for name in endpoints:  # a served model has no precision of ours; its server's URL may change
+            settings[name] = {**settings[name], "precision": None, "served": True}
         checkpoint = Checkpoint(resume, situations, settings)
     reused = scored.records if scored is not None and scored.report.get("precision") == precision else {}
-    records = []
+    records, served = [], {}
     for name, fmt in zip(models, formats):
         if name in reused:
             records.append(reused[name])
             continue
         done = checkpoint.done[name] if checkpoint else ()
         save = (lambda batch, name=name: checkpoint.add(name, batch)) if checkpoint else None
+        if name in endpoints:
+            from riskdpo.evaluation.endpoint import score_endpoint
+
+            found, served[name] = score_endpoint(
+                endpoints[name], name, situations, fmt.prompt, options.decoding, options.samples, options.batch_size,
+                done, save,
+            )  # fmt: skip
+            records.append(found)
+            continue
         records.append(_score_everywhere(name, situations, fmt, options, precision, done, save))
     selection = selection or {"total": len(situations), "skipped": {}, "sample": None, "selected": len(situations)}
     evaluation = build_report(
@@ -359,5 +383,12 @@ def evaluate_choices(
     )  # fmt: skip
     evaluation.report["processes"] = process_state().num_processes
     evaluation.report["precision"] = precision
+    if served:
+        from riskdpo.evaluation.endpoint import served_record
+
+        for summary, fmt in zip(evaluation.report["models"], formats):
+            if summary["model"] in served:
+                name = summary["model"]
+                summary["endpoint"] = served_record(endpoints[name], name, options.decoding, fmt.prompt, served[name])
     evaluation.records = dict(zip(models, records))
     return evaluation

@@ -10,7 +10,8 @@ prompts exactly as `train` did:
    turn, generation prompt) when it has one and it is wanted; the raw text
    otherwise. `PromptFormat.chat_template_kwargs` are passed on to the
    template (``{"enable_thinking": true}`` for thinking models such as Qwen3);
-   `parse_chat_template_kwargs` reads them from the command line.
+   `parse_chat_template_kwargs` reads them from the command line. `chat_messages`
+   gives the turns alone, for a server that applies the template itself.
 """
 
 from __future__ import annotations
@@ -119,15 +120,19 @@ def render_prompt(tokenizer: Any, prompt: str, fmt: PromptFormat) -> str:
     turn) followed by the template's generation prompt, so a completion is the
     assistant's answer.
     """
-    text = rewrite_instruction(prompt, fmt.instruction)
     if fmt.chat_template and getattr(tokenizer, "chat_template", None):
-        messages = []
-        if fmt.system:
-            messages.append({"role": "system", "content": fmt.system})
-        messages.append({"role": "user", "content": text})
         return tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True, **(fmt.chat_template_kwargs or {})
+            chat_messages(prompt, fmt), tokenize=False, add_generation_prompt=True, **(fmt.chat_template_kwargs or {})
         )
+    text = rewrite_instruction(prompt, fmt.instruction)
     if fmt.system:
         return f"{fmt.system}\n\n{text}"
     return text
+
+
+def chat_messages(prompt: str, fmt: PromptFormat) -> list[dict[str, str]]:
+    """The chat turns `render_prompt` puts through the chat template: an optional system turn, then the
+    user turn (the prompt with its instruction rewritten). A chat-completions server is sent these and
+    applies the same template itself (`riskdpo.evaluation.endpoint`)."""
+    messages = [{"role": "system", "content": fmt.system}] if fmt.system else []
+    return [*messages, {"role": "user", "content": rewrite_instruction(prompt, fmt.instruction)}]
