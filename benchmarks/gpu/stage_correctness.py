@@ -125,13 +125,13 @@ def training_checks(ctx: Context, model: Path) -> tuple[list, dict]:
             tol = logp_tol(reference, bf16)
             rows.append(check(f"train {name}: val {key}, {where}", abs(value - reference) <= tol,
                               f"{value:.4f} vs {reference:.4f} (|delta| <= {tol:.3f})"))
-        for side, run in ((ctx.device, ours), ("cpu fp32", ref)):
+        for side, run in ((ctx.device, ours), ("cpu fp32", ref)) if ctx.cuda else ((ctx.device, ours),):
             for key in ("logps/chosen", "logps/rejected"):
                 saved, policy = run["saved_val"][key], run["policy_val"][key]
                 tol = logp_tol(policy, run["precision"] != "fp32")
                 rows.append(check(f"saved model = trained policy ({name}, {side}): val {key}", abs(saved - policy) <= tol,
                                   f"{saved:.4f} vs {policy:.4f} (|delta| <= {tol:.3g})"))
-    for runs, where in ((device_runs, ctx.device), (cpu_runs, "cpu fp32")):
+    for runs, where in ((device_runs, ctx.device), (cpu_runs, "cpu fp32")) if ctx.cuda else ((device_runs, ctx.device),):
         plain, gc = runs["lora"], runs["lora-checkpointing"]
         if plain["ok"] and gc["ok"]:
             gap = max(abs(a - b) for a, b in zip(plain["losses"], gc["losses"]))

@@ -19,7 +19,7 @@ import itertools
 import json
 import sys
 
-from common import GPU_DIR, Context, SectionResult, Table, bench_settings, phi2_model, run_measured
+from common import GPU_DIR, Context, SectionResult, Table, phi2_model, run_measured
 from riskdpo.core.fileio import read_records, write_jsonl
 
 GIB = 1024**3
