@@ -11,7 +11,7 @@ blocks; a token costs 2N FLOPs forward, 4N forward+backward with frozen
 weights (LoRA), 6N with trained weights; the reference pass 2N.
 
     stage        work (H200 sizes)                                   FLOPs     at       compute  fixed   estimate
-    environment  nvidia-smi, versions, SDPA probes, 20 8192^3 GEMMs  2e13      100%     0.03 s   12 s    15 s
+    environment  nvidia-smi, versions, SDPA probes, 11 8192^3 GEMMs  1e13      100%     0.03 s   12 s    15 s
     correctness  gpu tests + 6 tiny-model runs + eval, tiny model    ~0        -        0 s      ~90 s   100 s
     kernels      2 shapes x 4 L x 5 backends, 2 layers, batch 4      3e14      20%      2 s      ~25 s
                  + phi-2 build (11 GB init, 5.5 GB written)                            3 s      ~20 s
@@ -27,10 +27,10 @@ weights (LoRA), 6N with trained weights; the reference pass 2N.
                  LoRA on CoT reuse the train stage's measured peaks
     eval         riskdpo: 200 situations logprob (2N x 300 tok)      1.2e14             1 s
                  + generate 128 tokens at batch 64: 4 waves x 128 steps x ~30 ms       15 s
-                 baseline: 12 situations x 128 tokens x ~25 ms (one at a time)         38 s
-                 + two processes, situations generated                                  30 s   85 s
+                 baseline: 10 situations x 128 tokens x ~25 ms (one at a time)         32 s
+                 + two processes, situations generated                                  32 s   80 s
     qlora        optional, needs bitsandbytes (a second carry)                          -       skipped
-    total                                                                                       485 s
+    total                                                                                       480 s
 
 The estimates are the stages' start thresholds too: a stage starts only when
 the budget left is at least its estimate ("skipped for time" otherwise), and it
@@ -109,7 +109,7 @@ H200 = Sizes(
     memory_steps=2,
     memory_cot_batch=4,
     eval_situations=200,
-    eval_baseline_situations=12,
+    eval_baseline_situations=10,
     eval_batch=64,
     eval_generate_batch=64,
     eval_new_tokens=128,
@@ -162,6 +162,6 @@ STAGES = (
     Stage("kernels", "Attention kernels, NaNs and generation", 60, 10),
     Stage("train", "Training throughput against TRL DPOTrainer", 175, 40),
     Stage("memory", "Memory estimate against measured", 50, 10),
-    Stage("eval", "Evaluation speed", 85, 15),
+    Stage("eval", "Evaluation speed", 80, 15),
     Stage("qlora", "QLoRA (optional, bitsandbytes)", 40, 3, optional=True),
 )

@@ -50,11 +50,15 @@ def time_box(stage: Stage, left_s: float, dry_run: bool) -> float | None:
     return left_s if dry_run else min(2 * estimate, left_s)
 
 
-def missing_requirement(stage: Stage) -> str | None:
-    """Why an optional stage cannot run here (a package the image lacks), or None."""
+def missing_requirement(stage: Stage, ctx: Context) -> str | None:
+    """Why an optional stage cannot run here (no GPU, or a package the image lacks), or None."""
     import importlib.util
 
-    if stage.name == "qlora" and importlib.util.find_spec("bitsandbytes") is None:
+    if stage.name != "qlora":
+        return None
+    if not ctx.cuda:
+        return "QLoRA needs a CUDA GPU (bitsandbytes' 4-bit layers)"
+    if importlib.util.find_spec("bitsandbytes") is None:
         return "bitsandbytes not installed (carry its wheel in a second call: README.md)"
     return None
 
@@ -110,7 +114,7 @@ def orchestrate(ctx: Context, stages: Sequence[Stage], budget_s: float, command:
         estimate = stage.dry_estimate_s if ctx.dry_run else stage.estimate_s
         began = time.monotonic()
         seconds = time_box(stage, left, ctx.dry_run)
-        missing = missing_requirement(stage)
+        missing = missing_requirement(stage, ctx)
         if missing:
             status, reason = "skipped", missing
         elif seconds is None:
