@@ -179,10 +179,11 @@ def summarize(side: dict, warmup: int, batch: int, tokens: dict, model_tokens: f
     }
 
 
-def compare(settings: Settings, model_name: str, completions: str, finetune: str) -> dict:
-    """Both trainers on one (model, completions, fine-tuning) configuration."""
+def compare(settings: Settings, model_name: str, completions: str, finetune: str, model: Path | None = None) -> dict:
+    """Both trainers on one (model, completions, fine-tuning) configuration (`model`: a directory that
+    replaces the one `model_name` names, e.g. the GPU suite's phi-2-shaped model with its own tokenizer)."""
     batch, steps = settings.train_batch_size, settings.train_steps
-    model = train_model(settings, model_name)
+    model = model or train_model(settings, model_name)
     pairs = exact_pairs(settings, completions, steps * batch)
     args = worker_args(settings, model, pairs, finetune, steps=steps, batch=batch, max_length=settings.max_length)
     tag = f"{model_name}-{completions}-{finetune}"
@@ -218,6 +219,11 @@ def train_section(settings: Settings) -> SectionResult:
         for completions in settings.completions
         for finetune in settings.finetune_modes
     ]
+    return train_result(settings, results)
+
+
+def train_result(settings: Settings, results: list[dict]) -> SectionResult:
+    """The section's tables and targets from `compare`'s results."""
     gpu = settings.device.startswith("cuda")
     memory = "Peak GPU MiB" if gpu else "Peak RSS MiB"
     speed_rows, memory_rows = [], []
