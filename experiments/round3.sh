@@ -18,16 +18,23 @@
 # 1,000-situation arm (training + shuffled evaluation) and about 75 for the 3,000 one;
 # step 4 about an hour.
 #
-#   bash experiments/round3.sh [OUT_DIR]
+# The PART arguments (seed1 seed2 scale1000 scale3000 written arm4; default all, in that
+# order) run only those parts after the data step, so that parts can run side by side as
+# separate processes on a busy machine (make the data first: run with the part "data").
+#
+#   bash experiments/round3.sh [OUT_DIR [PART...]]
 #   python experiments/round3_summary.py OUT_DIR [FIGURE_DIR]   # the round-three tables of RESULTS.md
 set -euo pipefail
 out=${1:-results-round3}
+parts=("${@:2}")
+[ ${#parts[@]} -gt 0 ] || parts=(seed1 seed2 scale1000 scale3000 written arm4)
 mkdir -p "$out/evals"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 configs="$root/configs/round3"
 label="Output the label of your chosen option only."
 reason="Think step by step, then give your answer as: Answer: (label)."
 missing() { [ ! -e "$out/$1" ]; }  # is OUT/$1 still to make?
+wanted() { [[ " ${parts[*]} " == *" $1 "* ]]; }  # is part $1 to run?
 timed() {  # timed STEP COMMAND...: run it, append "STEP<TAB>seconds" to OUT/timings.tsv
     local step=$1 start
     shift
@@ -91,28 +98,37 @@ reasoning_eval() {  # reasoning_eval MODEL STEM SHEETS...: 150 seeded situations
         --batch-size 16 --shuffle-options --sample 150 "$@"
 }
 
-# 1. Seed variance.
-for seed in 1 2; do
-    train "label_dpo_balanced_seed$seed" label_balanced "$configs/label_dpo_balanced_seed$seed.yaml"
-    shuffled_eval "label_dpo_balanced_seed$seed"
-done
-# 2. Data scaling.
-for size in 1000 3000; do
-    train "label_dpo_balanced_$size" "label_balanced_$size" "$configs/label_dpo_balanced_$size.yaml"
-    shuffled_eval "label_dpo_balanced_$size"
-done
-# 3. As written (secondary).
-for arm in label_dpo_balanced_seed1 label_dpo_balanced_seed2 label_dpo_balanced_1000 label_dpo_balanced_3000; do
-    written_eval "$arm"
-done
-# 4. Round two's arm 4, with arm 3 retrained first (its config and pairs as in round two).
 pairs cot train "$reason" --response cot
 if missing cot_half.jsonl; then
     head -n 144 "$out/cot.jsonl" > "$out/cot_half.jsonl"
     cp "$out/cot_val.jsonl" "$out/cot_half_val.jsonl"
 fi
-train cot_sft cot "$root/configs/round2/cot_sft.yaml"
-train cot_sft_dpo_nll cot_half "$root/configs/round2/cot_sft_dpo_nll.yaml" --model "$out/cot_sft/final-model"
-reasoning_eval cot_sft_dpo_nll reasoning "${samples[@]}"
-reasoning_eval cot_sft_dpo_nll reasoning_fresh "${fresh[@]}"
-shuffled_eval cot_sft_dpo_nll
+
+# 1. Seed variance.
+for seed in 1 2; do
+    if wanted "seed$seed"; then
+        train "label_dpo_balanced_seed$seed" label_balanced "$configs/label_dpo_balanced_seed$seed.yaml"
+        shuffled_eval "label_dpo_balanced_seed$seed"
+    fi
+done
+# 2. Data scaling.
+for size in 1000 3000; do
+    if wanted "scale$size"; then
+        train "label_dpo_balanced_$size" "label_balanced_$size" "$configs/label_dpo_balanced_$size.yaml"
+        shuffled_eval "label_dpo_balanced_$size"
+    fi
+done
+# 3. As written (secondary), for the models trained so far.
+if wanted written; then
+    for arm in label_dpo_balanced_seed1 label_dpo_balanced_seed2 label_dpo_balanced_1000 label_dpo_balanced_3000; do
+        if ! missing "$arm/final-model"; then written_eval "$arm"; fi
+    done
+fi
+# 4. Round two's arm 4, with arm 3 retrained first (its config and pairs as in round two).
+if wanted arm4; then
+    train cot_sft cot "$root/configs/round2/cot_sft.yaml"
+    train cot_sft_dpo_nll cot_half "$root/configs/round2/cot_sft_dpo_nll.yaml" --model "$out/cot_sft/final-model"
+    reasoning_eval cot_sft_dpo_nll reasoning "${samples[@]}"
+    reasoning_eval cot_sft_dpo_nll reasoning_fresh "${fresh[@]}"
+    shuffled_eval cot_sft_dpo_nll
+fi
