@@ -2,7 +2,8 @@
 
     python experiments/round3_summary.py OUT_DIR [FIGURE_DIR] [ROUND2_DIR] > tables.md
 
-ROUND2_DIR (default experiments/round2_outputs) gives the base model's evaluations and
+ROUND2_DIR (default experiments/round2_outputs) gives the held-out situations (round3.sh
+copies the same heldout.json into OUT_DIR), the base model's evaluations and
 round two's balanced label-DPO run, which is the seed-0 run of the 288-situation arm
 (same pairs, same settings). Every measure is round two's (experiments/round2_summary.py,
 whose functions this reuses): label by log-probability on the 900 held-out situations,
@@ -223,7 +224,7 @@ def training_rows(out: Path, round2: Path, arms) -> list[str]:
 
 def main(out_dir: str, figure_dir: str | None = None, round2_dir: str | None = None) -> None:
     out, round2 = Path(out_dir), Path(round2_dir) if round2_dir else ROUND2
-    held_out = [s for s in read_eval_situations(out / "heldout.json") if s.sheet.startswith(("test_", "held_"))]
+    held_out = [s for s in read_eval_situations(round2 / "heldout.json") if s.sheet.startswith(("test_", "held_"))]
     shuffled = shuffle_all(held_out, 0)
     rules = single_rule_rates(shuffled)
     best_rule = max(rules.items(), key=lambda item: item[1])
