@@ -82,10 +82,10 @@ def holm(p_values: dict[str, float]) -> dict[str, float]:
     return adjusted
 
 
-def load(out: Path, kind: str) -> dict[str, tuple[dict, dict]]:
-    """{model: (report, outcomes)} of one evaluation kind, for the models evaluated so far."""
+def load(out: Path, kind: str, models=MODELS) -> dict[str, tuple[dict, dict]]:
+    """{model: (report, outcomes)} of one evaluation kind, for those of `models` evaluated so far."""
     found = {}
-    for model in MODELS:
+    for model in models:
         path = out / "evals" / f"{kind}-{model}.json"
         if path.is_file():
             found[model] = (json.loads(path.read_text(encoding="utf-8")), outcomes(csv_rows(path.with_suffix(".csv"))))
@@ -176,16 +176,19 @@ def line_table(evaluated: dict, situations) -> list[str]:
     return lines
 
 
+def choice_analysis(situations, rows) -> tuple[dict, object]:
+    """(rule agreement, conditional logit) of one model's choices (riskdpo.evaluation.features)."""
+    lines_chosen = chosen_lines(situations, {key: row["choice"] or None for key, row in rows.items()})
+    return rule_agreement(situations, lines_chosen), fit_choice_logit(situations, lines_chosen)
+
+
 def feature_tables(evaluated: dict, situations) -> list[str]:
     """Rule agreement and the conditional logit of each model's choices (riskdpo.evaluation.features)."""
     names = {"cara": "CARA best", "ev_best": "EV best", "least_spread": "least spread", "sure": "sure option",
              "no_loss": "cannot lose", "first_line": "first line", "last_line": "last line"}
     fits, agreements = {}, {}
     for model, (_, rows) in evaluated.items():
-        choices = {key: row["choice"] or None for key, row in rows.items()}
-        lines_chosen = chosen_lines(situations, choices)
-        agreements[model] = rule_agreement(situations, lines_chosen)
-        fits[model] = fit_choice_logit(situations, lines_chosen)
+        agreements[model], fits[model] = choice_analysis(situations, rows)
     cara = [min(rule_lines(s)["cara"]) for s in situations]
     agreements["CARA agent (α = 0.01)"] = rule_agreement(situations, cara)
     lines = ["Share of choices a rule would make, where the rule applies (n situations):\n",
@@ -230,7 +233,7 @@ def step_grades(evaluated: dict, situations) -> list[str]:
 
 
 def finished_run(out: Path, arm: str) -> dict | None:
-    """The arm's run.json when its training finished, else None."""
+    """OUT/ARM/run.json when the arm's training finished, else None."""
     path = out / arm / "run.json"
     run = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
     return run if run and run["status"] == "finished" else None
@@ -242,20 +245,24 @@ def train_minutes(run: dict) -> float:
     return (timings.get("reference_seconds", 0) + timings["train_seconds"] + timings.get("sft_seconds", 0)) / 60
 
 
-def training_table(out: Path) -> list[str]:
+def training_fit(out: Path, arm: str, run: dict) -> tuple[float, dict]:
+    """(mean train reward accuracy, or SFT loss, over the last quarter of steps; the last validation record)."""
+    log = read_training_log(out / arm / "metrics.jsonl")
+    quarter = log.train[-max(1, len(log.train) // 4):]
+    key = "rewards/accuracy" if run["config"]["objective"] == "dpo" else "loss"
+    return sum(row[key] for row in quarter) / len(quarter), (log.val[-1] if log.val else {})
+
+
+def training_table(out: Path, arms=ARMS) -> list[str]:
     """One row per finished arm: data, steps, fit, and minutes from its run.json (model loading excluded)."""
     lines = ["| arm | objective | pairs | epochs | steps | last-quarter train reward acc / loss | val reward acc | val loss "
              "| minutes (reference + training) |", "|---|---|---|---|---|---|---|---|---|"]
-    for arm in ARMS:
+    for arm in arms:
         run = finished_run(out, arm)
         if run is None:
             continue
         config = run["config"]
-        log = read_training_log(out / arm / "metrics.jsonl")
-        quarter = log.train[-max(1, len(log.train) // 4):]
-        key = "rewards/accuracy" if config["objective"] == "dpo" else "loss"
-        fit = sum(row[key] for row in quarter) / len(quarter)
-        final = log.val[-1] if log.val else {}
+        fit, final = training_fit(out, arm, run)
         objective = config["objective"] + (f", β {config['beta']}" if config["objective"] == "dpo" else "")
         objective += f", NLL × {config['nll_weight']}" if config["nll_weight"] else ""
         lines.append(f"| {arm} | {objective} | {run['dataset']['used']} | {config['epochs']} | {run['steps']} | {fit:.2f} "

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# RESULTS.md, round three: does more data teach SmolLM2-135M-Instruct the rule? Every model
+# scored on round two's 900 held-out situations (experiments/round2_outputs/heldout.json)
+# with round two's measures. In priority order (an interrupted run picks up where it
+# stopped: a step whose output exists is skipped; each step's wall time goes to
+# OUT/timings.tsv; every step has a fixed seed):
+#   1. seed variance: round two's arm 2 (position-balanced label DPO, 288 situations,
+#      1,029 pairs) with training seeds 1 and 2; seed 0 is round two's run
+#      (experiments/round2.sh), read from experiments/round2_outputs by the summary;
+#   2. data scaling: the same recipe on 1,000 and 3,000 fresh low-stakes disagreements,
+#      one rotation per situation (make-pairs --balance-positions 1: chosen-line counts
+#      within one of each other), one epoch;
+#   3. the label evaluation as written (secondary) for each of those models;
+#   4. round two's arm 4: arm 3 (SFT on verified reasoning) retrained, since its weights
+#      were not kept, then DPO + NLL on reasoning pairs from it at micro-batch 4, with its
+#      reasoning evaluations (150 sample + 150 fresh situations) and its label evaluation.
+# On the 2-core CPU of round two (idle) steps 1-2 take about 25 minutes per 288- or
+# 1,000-situation arm (training + shuffled evaluation) and about 75 for the 3,000 one;
+# step 4 about an hour.
+#
+# The PART arguments (seed1 seed2 scale1000 scale3000 written arm4; default all, in that
+# order) run only those parts after the data step, so that parts can run side by side as
+# separate processes on a busy machine (make the data first: run with the part "data").
+#
+#   bash experiments/round3.sh [OUT_DIR [PART...]]
+#   python experiments/round3_summary.py OUT_DIR [FIGURE_DIR]   # the round-three tables of RESULTS.md
+set -euo pipefail
+out=${1:-results-round3}
+parts=("${@:2}")
+[ ${#parts[@]} -gt 0 ] || parts=(seed1 seed2 scale1000 scale3000 written arm4)
+mkdir -p "$out/evals"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+configs="$root/configs/round3"
+label="Output the label of your chosen option only."
+reason="Think step by step, then give your answer as: Answer: (label)."
+missing() { [ ! -e "$out/$1" ]; }  # is OUT/$1 still to make?
+wanted() { [[ " ${parts[*]} " == *" $1 "* ]]; }  # is part $1 to run?
+timed() {  # timed STEP COMMAND...: run it, append "STEP<TAB>seconds" to OUT/timings.tsv
+    local step=$1 start
+    shift
+    start=$(date +%s)
+    "$@"
+    printf '%s\t%s\n' "$step" "$(($(date +%s) - start))" >> "$out/timings.tsv"
+}
+
+# Data. Held-out: round two's 900 situations (the sample's five test sheets, 600 fresh ones
+# of seeds 41-44). Training: round two's 320 (seed 31; 288 train + 32 validation) for the
+# seed arms and arm 4; for scaling, 1,111 (seed 32) and 3,333 (seed 33) fresh low-stakes
+# disagreements, of which make-pairs holds back round(0.1 n) = 111 and 333 for validation.
+if missing heldout.json; then cp "$root/experiments/round2_outputs/heldout.json" "$out/heldout.json"; fi
+situations() {  # situations STEM COUNT SEED: OUT/STEM.json, low-stakes disagreements
+    if missing "$1.json"; then
+        riskdpo generate -o "$out/$1.xlsx" --sheet train --stakes low --situations "$2" --seed "$3"
+        riskdpo convert "$out/$1.xlsx" -o "$out/$1.json"
+    fi
+}
+situations train 320 31
+situations train_1000 1111 32
+situations train_3000 3333 33
+pairs() {  # pairs STEM SITUATIONS INSTRUCTION [make-pairs options...]
+    local stem=$1 source=$2 instruction=$3
+    shift 3
+    if missing "$stem.jsonl"; then
+        riskdpo make-pairs "$out/$source.json" --instruction "$instruction" --val-fraction 0.1 --seed 0 \
+            -o "$out/$stem.jsonl" "$@" | tee "$out/$stem.summary.txt"
+    fi
+}
+pairs label_balanced train "$label" --balance-positions 5  # round two's file (same sha256)
+pairs label_balanced_1000 train_1000 "$label" --balance-positions 1
+pairs label_balanced_3000 train_3000 "$label" --balance-positions 1
+
+train() {  # train ARM PAIRS_STEM CONFIG [train options...]
+    local arm=$1 stem=$2 config=$3
+    shift 3
+    if missing "$arm/final-model"; then
+        timed "train $arm" riskdpo train --config "$config" --dataset "$out/$stem.jsonl" \
+            --val "$out/${stem}_val.jsonl" --output-dir "$out/$arm" --no-progress --overwrite "$@"
+    fi
+}
+samples=(--sheet test_low --sheet test_medium --sheet test_high --sheet test_astronomical --sheet test_cooperate)
+fresh=(--sheet held_low --sheet held_medium --sheet held_high --sheet held_astronomical)  # heldout.json also holds the sample's train sheets: never scored
+evaluate() {  # evaluate MODEL STEM [eval-choices options...]: OUT/evals/STEM-MODEL.json
+    local name=$1 stem=$2
+    shift 2
+    if missing "evals/$stem-$name.json"; then
+        timed "eval $stem $name" riskdpo eval-choices --model "$out/$name/final-model" --name "$name" \
+            --situations "$out/heldout.json" --seed 0 --no-progress -o "$out/evals/$stem-$name.json" "$@"
+    fi
+}
+# The primary measure: label by log-probability, lotteries shuffled over the option lines,
+# all 900 held-out situations (seed 0: the same shuffle as round two).
+shuffled_eval() { evaluate "$1" shuffled --instruction "$label" --shuffle-options "${samples[@]}" "${fresh[@]}"; }
+written_eval() { evaluate "$1" written --instruction "$label" "${samples[@]}"; }
+reasoning_eval() {  # reasoning_eval MODEL STEM SHEETS...: 150 seeded situations, as round two
+    local name=$1 stem=$2
+    shift 2
+    evaluate "$name" "$stem" --instruction "$reason" --mode generate --max-new-tokens 512 \
+        --batch-size 16 --shuffle-options --sample 150 "$@"
+}
+
+pairs cot train "$reason" --response cot
+if missing cot_half.jsonl; then
+    head -n 144 "$out/cot.jsonl" > "$out/cot_half.jsonl"
+    cp "$out/cot_val.jsonl" "$out/cot_half_val.jsonl"
+fi
+
+# 1. Seed variance.
+for seed in 1 2; do
+    if wanted "seed$seed"; then
+        train "label_dpo_balanced_seed$seed" label_balanced "$configs/label_dpo_balanced_seed$seed.yaml"
+        shuffled_eval "label_dpo_balanced_seed$seed"
+    fi
+done
+# 2. Data scaling.
+for size in 1000 3000; do
+    if wanted "scale$size"; then
+        train "label_dpo_balanced_$size" "label_balanced_$size" "$configs/label_dpo_balanced_$size.yaml"
+        shuffled_eval "label_dpo_balanced_$size"
+    fi
+done
+# 3. As written (secondary), for the models trained so far.
+if wanted written; then
+    for arm in label_dpo_balanced_seed1 label_dpo_balanced_seed2 label_dpo_balanced_1000 label_dpo_balanced_3000; do
+        if ! missing "$arm/final-model"; then written_eval "$arm"; fi
+    done
+fi
+# 4. Round two's arm 4, with arm 3 retrained first (its config and pairs as in round two).
+if wanted arm4; then
+    train cot_sft cot "$root/configs/round2/cot_sft.yaml"
+    train cot_sft_dpo_nll cot_half "$root/configs/round2/cot_sft_dpo_nll.yaml" --model "$out/cot_sft/final-model"
+    reasoning_eval cot_sft_dpo_nll reasoning "${samples[@]}"
+    reasoning_eval cot_sft_dpo_nll reasoning_fresh "${fresh[@]}"
+    shuffled_eval cot_sft_dpo_nll
+fi

@@ -1,0 +1,270 @@
+"""The round-three tables and figure of RESULTS.md from experiments/round3.sh's output.
+
+    python experiments/round3_summary.py OUT_DIR [FIGURE_DIR] [ROUND2_DIR] > tables.md
+
+ROUND2_DIR (default experiments/round2_outputs) gives the held-out situations (round3.sh
+copies the same heldout.json into OUT_DIR), the base model's evaluations and
+round two's balanced label-DPO run, which is the seed-0 run of the 288-situation arm
+(same pairs, same settings). Every measure is round two's (experiments/round2_summary.py,
+whose functions this reuses): label by log-probability on the 900 held-out situations,
+lotteries shuffled over the option lines.
+
+What counts as "the rule appeared" was fixed in RESULTS.md before any model was scored:
+(1) the conditional logit's ev coefficient has a 95% interval wholly above 0, or sd's
+wholly below 0, and (2) the risk-averse rate's 95% Wilson interval lies wholly above the
+CARA-best rate of the best single-rule chooser. A single-rule chooser picks uniformly
+among the lines rule r names, R_r(s), and among all n_s lines where the rule names none
+or all, so its expected CARA-best rate on situations S is
+
+    rate_r = (1/|S|) sum_s |R_r(s) ∩ C(s)| / |R_r(s)|,   C(s) = the CARA-best lines.
+
+With (1) alone the rule "started to appear". A size moved a measure when its value lies
+outside the range of the three 288-situation seeds' values.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from round2_summary import (
+    STAKES,
+    category_table,
+    choice_analysis,
+    feature_tables,
+    finished_run,
+    groups,
+    line_table,
+    load,
+    paired,
+    position_reference,
+    rates_tables,
+    reasoning_details,
+    risk_averse_count,
+    step_grades,
+    training_fit,
+    training_table,
+)
+
+from riskdpo.data.shuffle import shuffle_all
+from riskdpo.evaluation.evaluate import read_eval_situations
+from riskdpo.evaluation.features import rule_lines, scorable
+from riskdpo.evaluation.stats import wilson_interval
+
+ROUND2 = Path(__file__).resolve().parent / "round2_outputs"
+#: The rules a single-rule chooser may follow (riskdpo.evaluation.features.rule_lines), as the tables name them.
+SINGLE_RULES = {"ev_best": "highest EV", "least_spread": "least spread", "sure": "sure option",
+                "no_loss": "cannot lose", "first_line": "first line", "last_line": "last line"}
+
+
+@dataclass(frozen=True)
+class Arm:
+    """A label-DPO run of the scaling curve: its table name, where its run folder and evals are, its data."""
+
+    name: str
+    round_two: bool  # in ROUND2_DIR under round two's name
+    situations: int
+    seed: int
+
+    @property
+    def folder(self) -> str:
+        return "label_dpo_balanced" if self.round_two else self.name
+
+
+ARMS = (
+    Arm("label_dpo_balanced_seed0", True, 288, 0),
+    Arm("label_dpo_balanced_seed1", False, 288, 1),
+    Arm("label_dpo_balanced_seed2", False, 288, 2),
+    Arm("label_dpo_balanced_1000", False, 1000, 0),
+    Arm("label_dpo_balanced_3000", False, 3000, 0),
+)
+#: Round two's arm 4, run in round three from a retrained arm 3.
+ARM4 = "cot_sft_dpo_nll"
+
+
+def single_rule_rates(situations) -> dict[str, float]:
+    """Each single-rule chooser's expected CARA-best rate on `situations` (module docstring)."""
+    rates = {}
+    usable = [s for s in situations if scorable(s)]
+    for rule in SINGLE_RULES:
+        total = 0.0
+        for situation in usable:
+            lines = rule_lines(situation)
+            named = lines[rule] or set(range(len(situation.option_labels)))
+            total += len(named & lines["cara"]) / len(named)
+        rates[rule] = total / len(usable)
+    return rates
+
+
+def verdict(low: float, fit, best_rule_rate: float) -> str:
+    """"appeared", "started to appear" or "no", by the criteria fixed in RESULTS.md."""
+    weighted = fit.interval("ev")[0] > 0 or fit.interval("sd")[1] < 0
+    if weighted and low > best_rule_rate:
+        return "appeared"
+    return "started to appear" if weighted else "no"
+
+
+def coefficient(fit, feature: str) -> str:
+    low, high = fit.interval(feature)
+    return f"{fit.coef[fit.features.index(feature)]:+.2f} [{low:+.2f}, {high:+.2f}]"
+
+
+def run_folder(arm: Arm, out: Path, round2: Path) -> Path:
+    return round2 if arm.round_two else out
+
+
+def scaling_table(arms, evaluated, situations, out: Path, round2: Path, best_rule: tuple[str, float]) -> list[str]:
+    """One row per arm: data, fit, the shuffled rate overall and per stake level, Δ vs base, the logit, the verdict."""
+    used = groups(situations)
+    base_rows = evaluated["base"][1]
+    header = ("| arm | situations | pairs (per situation) | steps | train / val reward acc | rate, all | "
+              + " | ".join(STAKES) + " | Δ vs base | ev | sd | sure | loss | first | last | CARA / least spread / sure / "
+              "cannot lose agreement | implied α | the rule |")
+    lines = [header, "|---" * (header.count("|") - 1) + "|"]
+    for arm in arms:
+        if arm.name not in evaluated:
+            continue
+        rows = evaluated[arm.name][1]
+        hits, n = risk_averse_count(situations, rows)
+        low, high = wilson_interval(hits, n)
+        agreement, fit = choice_analysis(situations, rows)
+        run = finished_run(run_folder(arm, out, round2), arm.folder)
+        train_fit, val = training_fit(run_folder(arm, out, round2), arm.folder, run)
+        pairs = run["dataset"]["used"]
+        alpha = evaluated[arm.name][0]["models"][0]["alpha"]
+        implied = "–" if alpha.get("estimate") is None else \
+            f"{alpha['estimate']:.2g}{'*' if 'estimate' in (alpha.get('at_bounds') or []) else ''}"
+        stakes = []
+        for level in STAKES:
+            level_hits, level_n = risk_averse_count(used[level], rows)
+            stakes.append(f"{level_hits / level_n:.2f}")
+        agree = " / ".join(f"{agreement[r].rate:.2f}" for r in ("cara", "least_spread", "sure", "no_loss"))
+        lines.append(
+            f"| {arm.name} | {arm.situations} | {pairs} ({pairs / arm.situations:.1f}) | {run['steps']} "
+            f"| {train_fit:.2f} / {val.get('rewards/accuracy', float('nan')):.2f} | {hits / n:.2f} [{low:.2f}, {high:.2f}] | "
+            + " | ".join(stakes) + f" | {paired(situations, base_rows, rows)[0]} | "
+            + " | ".join(coefficient(fit, f) for f in ("ev", "sd", "sure", "loss", "first", "last"))
+            + f" | {agree} | {implied} | {verdict(low, fit, best_rule[1])} |")
+    return lines
+
+
+def seed_spread(arms, evaluated, situations) -> list[str]:
+    """The three 288-situation seeds: mean, standard deviation and range of the rate and the coefficients."""
+    seeds = [arm for arm in arms if arm.situations == 288 and arm.name in evaluated]
+    if len(seeds) < 2:
+        return []
+    measures: dict[str, list[float]] = {"rate, all": [], **{f"rate, {level}": [] for level in STAKES},
+                                        "ev": [], "sd": [], "sure": [], "loss": [], "first": [], "last": []}
+    used = groups(situations)
+    for arm in seeds:
+        rows = evaluated[arm.name][1]
+        hits, n = risk_averse_count(situations, rows)
+        measures["rate, all"].append(hits / n)
+        for level in STAKES:
+            level_hits, level_n = risk_averse_count(used[level], rows)
+            measures[f"rate, {level}"].append(level_hits / level_n)
+        fit = choice_analysis(situations, rows)[1]
+        for feature in ("ev", "sd", "sure", "loss", "first", "last"):
+            measures[feature].append(fit.coef[fit.features.index(feature)])
+    lines = ["| measure | " + " | ".join(f"seed {arm.seed}" for arm in seeds) + " | mean | SD | range (max − min) |",
+             "|---|" + "---|" * (len(seeds) + 3)]
+    for name, values in measures.items():
+        lines.append(f"| {name} | " + " | ".join(f"{v:+.2f}" if name[0] != "r" else f"{v:.2f}" for v in values)
+                     + f" | {statistics.mean(values):+.2f} | {statistics.stdev(values):.2f} | {max(values) - min(values):.2f} |")
+    return lines
+
+
+def scaling_figure(arms, evaluated, situations, best_rule: tuple[str, float], path: Path) -> None:
+    """Left: the shuffled risk-averse rate (95% Wilson interval) against training situations, with the
+    base, the position-only chooser and the best single-rule chooser; right: the ev and sd coefficients
+    (95% Wald intervals). Log x; the 288-situation seeds are spread a little sideways."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4))
+    rate_axis, coef_axis = fig.subplots(1, 2)
+    spread = {0: 0.94, 1: 1.0, 2: 1.06}
+    for arm in [a for a in arms if a.name in evaluated]:
+        rows = evaluated[arm.name][1]
+        x = arm.situations * (spread.get(arm.seed, 1.0) if arm.situations == 288 else 1.0)
+        hits, n = risk_averse_count(situations, rows)
+        low, high = wilson_interval(hits, n)
+        rate_axis.errorbar([x], [hits / n], yerr=[[hits / n - low], [high - hits / n]], fmt="o", color="C0", capsize=3)
+        fit = choice_analysis(situations, rows)[1]
+        for offset, (feature, colour) in enumerate((("ev", "C1"), ("sd", "C2"))):
+            value = fit.coef[fit.features.index(feature)]
+            low, high = fit.interval(feature)
+            coef_axis.errorbar([x * (1.02 if offset else 0.98)], [value], yerr=[[value - low], [high - value]], fmt="o",
+                               color=colour, capsize=3, label=feature if arm.seed == 0 and arm.situations == 288 else None)
+    base_hits, base_n = risk_averse_count(situations, evaluated["base"][1])
+    rate_axis.axhline(base_hits / base_n, color="0.5", linestyle=":", label="base model")
+    rate_axis.axhline(position_reference(situations), color="0.4", linestyle="--", label="position-only chooser")
+    rate_axis.axhline(best_rule[1], color="C3", linestyle="-.", label=f"best single rule ({SINGLE_RULES[best_rule[0]]})")
+    coef_axis.axhline(0, color="0.4", linewidth=0.8)
+    for axis, label in ((rate_axis, "risk-averse (CARA-best) rate, shuffled"), (coef_axis, "conditional-logit coefficient")):
+        axis.set_xscale("log")
+        axis.set_xticks([288, 1000, 3000], ["288", "1,000", "3,000"])
+        axis.set_xlabel("training situations (label DPO, position-balanced)")
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize="small")
+    rate_axis.set_ylim(0, 1)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+
+
+def training_rows(out: Path, round2: Path, arms) -> list[str]:
+    """round2_summary's training table, over the runs of both folders."""
+    head = training_table(round2, [a.folder for a in arms if a.round_two])
+    rows = [row.replace("| label_dpo_balanced |", "| label_dpo_balanced_seed0 |") for row in head[2:]]
+    return head[:2] + rows + training_table(out, [a.name for a in arms if not a.round_two] + [ARM4])[2:]
+
+
+def main(out_dir: str, figure_dir: str | None = None, round2_dir: str | None = None) -> None:
+    out, round2 = Path(out_dir), Path(round2_dir) if round2_dir else ROUND2
+    held_out = [s for s in read_eval_situations(round2 / "heldout.json") if s.sheet.startswith(("test_", "held_"))]
+    shuffled = shuffle_all(held_out, 0)
+    rules = single_rule_rates(shuffled)
+    best_rule = max(rules.items(), key=lambda item: item[1])
+    evaluations = {}
+    for kind in ("shuffled", "written"):
+        found = load(round2, kind, ("base", "label_dpo_balanced"))
+        if "label_dpo_balanced" in found:
+            found["label_dpo_balanced_seed0"] = found.pop("label_dpo_balanced")
+        found.update(load(out, kind, [a.name for a in ARMS if not a.round_two] + [ARM4]))
+        evaluations[kind] = found
+    for kind in ("reasoning", "reasoning_fresh"):
+        evaluations[kind] = {**load(round2, kind, ("base", "cot_sft")), **load(out, kind, (ARM4,))}
+    print("### the scaling curve (label by log-probability, lotteries shuffled, 900 held-out situations)\n")
+    print("\n".join(scaling_table(ARMS, evaluations["shuffled"], shuffled, out, round2, best_rule)) + "\n")
+    print("Single-rule choosers' expected CARA-best rate on the same situations (the bar of criterion 2): "
+          + ", ".join(f"{SINGLE_RULES[r]} {v:.2f}" for r, v in sorted(rules.items(), key=lambda item: -item[1]))
+          + f"; position-only chooser {position_reference(shuffled):.2f}.\n")
+    spread = seed_spread(ARMS, evaluations["shuffled"], shuffled)
+    if spread:
+        print("### seed variance (288 situations, 1,029 pairs, seeds 0-2)\n\n" + "\n".join(spread) + "\n")
+    print("### training\n\n" + "\n".join(training_rows(out, round2, ARMS)) + "\n")
+    new = {a.name for a in ARMS if not a.round_two} | {ARM4}
+    for kind, evaluated in evaluations.items():
+        if not new & set(evaluated):  # nothing of round three's: round two's tables stand
+            continue
+        situations = held_out if kind == "written" else shuffled
+        print("\n".join(rates_tables(kind, evaluated, situations)) + "\n")
+        print("\n".join(category_table(evaluated)) + "\n")
+        print("Option line named (share of situations with a valid answer):\n")
+        print("\n".join(line_table(evaluated, situations)) + "\n")
+        if kind.startswith("reasoning"):
+            print("\n".join(reasoning_details(evaluated)) + "\n")
+            print("The steps of the worked answers, graded against the lotteries (share of answers with option lines):\n")
+            print("\n".join(step_grades(evaluated, situations)) + "\n")
+        if kind != "written":
+            scored_keys = {key for _, rows in evaluated.values() for key in rows}
+            print("\n".join(feature_tables(evaluated, [s for s in situations if (s.sheet, s.situation_id) in scored_keys])) + "\n")
+    if figure_dir:
+        scaling_figure(ARMS, evaluations["shuffled"], shuffled, best_rule, Path(figure_dir) / "round3_scaling.png")
+
+
+if __name__ == "__main__":
+    main(*(sys.argv[1:4] or ["results-round3"]))
