@@ -3,7 +3,7 @@
 Parameter, gradient and optimizer bytes must be exact (a real adapter or full
 model, a real backward pass and a real AdamW step); activations are compared
 with the bytes autograd saves in a real packed pass under bf16 autocast, on the
-tiny phi model and a tiny llama (gated MLP); README's table must be the formula's.
+tiny phi model and a tiny llama (gated MLP); docs/gpu.md's table must be the formula's.
 """
 
 import re
@@ -20,7 +20,7 @@ from riskdpo.models.logps import CompletionBatch, batch_logps
 from riskdpo.training.lora import add_adapter, freeze_first_blocks, lora_config
 from riskdpo.training.memory import KNOWN_SHAPES, estimate_memory, format_estimate, model_config
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+README = (Path(__file__).resolve().parents[2] / "docs" / "gpu.md").read_text()
 
 
 def random_batch(groups: int, prompt_len: int, completion_len: int) -> CompletionBatch:
@@ -141,7 +141,7 @@ def test_model_config_offline_falls_back_to_known_shapes_and_names_unknown_model
 
 
 def readme_rows() -> list[str]:
-    """The README's memory table, as the formula computes it."""
+    """docs/gpu.md's memory table, as the formula computes it."""
     phi2 = KNOWN_SHAPES["microsoft/phi-2"]
     rows = []
     for label, mode, checkpointing in [("LoRA (default), bf16", "lora", False), ("LoRA, `--gradient-checkpointing`", "lora", True),
