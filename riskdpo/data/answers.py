@@ -87,6 +87,7 @@ import re
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from riskdpo.data import answer_cues as cues
 from riskdpo.data.answer_text import PlainText, ends_in_loop, plain_lines, split_reasoning
 from riskdpo.data.labels import canonical_label
 
@@ -103,108 +104,6 @@ SHORT_ANSWER_CHARS = 300
 _BOXED = re.compile(r"\\boxed\{\s*(?:\\text(?:bf)?\{)?([^{}]*)\}?\s*\}")
 #: Keys of a JSON answer object that hold the chosen label.
 _JSON_KEYS = ("answer", "choice", "option", "label", "chosen", "selection")
-
-#: Nouns that introduce the answer whoever speaks: "Answer: b", "my final choice is b".
-_NOUN = r"(?:final\s+)?(?:answer|choice|decision|selection|recommendation|conclusion|verdict)"
-#: Without a colon, copula or possessive ("Choice A is risky") the noun only names an option.
-_NOUN_CUE = (
-    rf"{_NOUN}\s+(?:is|would\s+be|will\s+be)|{_NOUN}(?=\s*[:=\-\u2013\u2014])"
-    rf"|(?:my|final)\s+(?:{_NOUN}|pick)(?:\s+(?:is|would\s+be|will\s+be))?"
-    r"|it(?:['\u2019]s|\s+is|\s+has\s+to\s+be|\s+must\s+be)"
-)
-#: What makes an option the one to take, in a verdict: "the best", "the most attractive".
-_SUPERLATIVE = (
-    r"(?:best|optimal|preferred|recommended|wisest|ideal|right|correct|winner|clear\s+winner"
-    r"|most\s+(?:attractive|appealing|sensible|rational|reasonable|prudent|suitable|appropriate|favou?rable"
-    r"|advantageous|logical|desirable))"
-)
-#: A weaker verdict, read only where no superlative is given: "option a is more attractive, with …".
-_COMPARATIVE = r"(?:preferable|better|superior|more\s+(?:attractive|appealing|favou?rable|advantageous|desirable|sensible|suitable))"
-_VERDICT_NOUNS = r"(?:option|choice|lottery|bet|pick|answer|decision|one)"
-#: Judgements that name the answer after them: "the best option is b", "Best Option: Option 3".
-_BEST_CUE = (
-    rf"(?:(?P<superlative>{_SUPERLATIVE})|{_COMPARATIVE})(?:\s+{_VERDICT_NOUNS})?(?:\s+for\s+me)?"
-    r"\s*(?:is|would\s+be|will\s+be|(?:seems|appears)\s+to\s+be|:)"
-)
-#: Verbs that name the answer when the speaker is the model: "I choose b", "I'd go with b".
-_VERB = (
-    r"(?:choose|chose|choosing|pick(?:ed|ing)?|select(?:ed|ing)?|prefer(?:ence\s+(?:is|for))?"
-    r"|go(?:ing)?\s+(?:with|for)|went\s+(?:with|for)|take|taking|opt(?:ing)?\s+for|want|recommend(?:ing)?"
-    r"|lean(?:ing)?\s+towards?|settle\s+on|stick\s+with|favou?r)"
-)
-_CUE_TAIL = r"\s*(?:[:=\-\u2013\u2014]\s*)?(?:option\s+|lottery\s+|choice\s+)?[\"'(\[]*\s*$"
-_CUE_AT_END = re.compile(
-    rf"\b(?:(?P<noun>{_NOUN_CUE})|(?P<best>{_BEST_CUE})|(?P<verb>{_VERB})){_CUE_TAIL}", re.IGNORECASE
-)
-#: A label named as the answer right after it: "b is my answer", "Option B is my choice."
-_ANSWER_AFTER = re.compile(
-    r"^[)\]\"']*\s+(?:is|would\s+be)\s+(?:the\s+|my\s+|our\s+)(?:final\s+)?(?:answer|choice|pick|selection)\b",
-    re.IGNORECASE,
-)
-
-
-def _verdict_after(words: str) -> re.Pattern:
-    """A verdict of `words` right after a label: "b is preferred.", "option (1) seems to be the most
-    attractive, with …", "option 2 ($74,400) seems like the most attractive choice"; not "b is best in
-    terms of …" nor "b is better than a" (a verdict tied to a criterion or a comparison)."""
-    return re.compile(
-        r"^[)\]\"']*\s*(?:\([^()]{0,40}\)\s*)?(?:is|seems|appears|looks|would\s+be|remains|stands\s+out\s+as)\s+"
-        r"(?:to\s+be\s+|like\s+)?(?:clearly\s+|definitely\s+|therefore\s+|thus\s+|then\s+|still\s+|indeed\s+|much\s+|far\s+)?"
-        rf"(?:(?:the|my|our|a|an)\s+)?{words}(?:\s+{_VERDICT_NOUNS})?(?:\s+(?:here|overall|for\s+me))?"
-        r"(?!\s+(?:than|in|on|at|for|if|when|under|from|with|by|among|of)\b)"
-        r"(?:\s*[.,;:!\n]|\s*$|\s+(?:and|because|since|as|given)\b)",
-        re.IGNORECASE,
-    )
-
-
-_SUPERLATIVE_AFTER = _verdict_after(_SUPERLATIVE)
-#: A closing statement of a criterion's best: "… option b has the highest expected value." as the last sentence.
-_HIGHEST_AFTER = re.compile(
-    r"^[)\]\"']*\s*(?:\([^()]{0,40}\)\s*)?(?:has|offers|gives|provides|yields)\s+the\s+(?:highest|greatest|largest)"
-    r"\s+expected\s+(?:value|utility)\b",
-    re.IGNORECASE,
-)
-_COMPARATIVE_AFTER = _verdict_after(_COMPARATIVE)
-#: A verdict about an option named just before: "This is the most attractive option", "so it's the most
-#: attractive option", "making it the best choice".
-_ANAPHORIC_VERDICT = re.compile(
-    r"\b(?:(?:this|that|it|which)(?:['\u2019]s|\s+(?:is|would\s+be|seems(?:\s+to\s+be|\s+like)?|remains))"
-    r"|mak(?:es|ing)\s+it)"
-    rf"\s+(?:clearly\s+)?(?:the\s+)?{_SUPERLATIVE}\s+{_VERDICT_NOUNS}\b",
-    re.IGNORECASE,
-)
-#: Someone else's view: a verdict for them is not the model's ("For a risk-neutral agent, a is the best choice").
-_THIRD_PARTY = re.compile(
-    r"\b(?:risk[- ]neutral|risk[- ]seeking|risk[- ]loving|someone|a\s+person\s+who|an?\s+(?:\w+\s+)?(?:maximi[sz]er|gambler))\b",
-    re.IGNORECASE,
-)
-#: A criterion that narrows a verdict ("Based purely on expected value, b is the most attractive"): the
-#: model's own verdict, read only where it gives no other.
-_CRITERION = re.compile(r"\b(?:purely|solely|strictly|alone|in\s+terms\s+of)\b", re.IGNORECASE)
-#: A hedge before a cue verb: "we might prefer (a)", "one could pick b".
-_HEDGED_CUE = re.compile(r"\b(?:might|may|could|can)\s+(?:\w+\s+)?$", re.IGNORECASE)
-#: A sentence that takes back what came before: "Actually, on reflection, a."
-_REVISION = re.compile(
-    r"^\W*(?:(?:hmm|well|no|oh|ok(?:ay)?)\W+)*(?:actually|wait|correction|on\s+(?:second|further)\s+thought"
-    r"|on\s+reflection|scratch\s+that|i\s+change\s+my\s+mind)\b",
-    re.IGNORECASE,
-)
-#: A negation right before a cue verb: "I don't choose", "I would not pick", "never go with".
-_NEGATED_CUE = re.compile(r"(?:\bnot|n['\u2019]t|\bnever|\bno)\s+(?:\w+\s+)?$", re.IGNORECASE)
-#: A first-person speaker (or none) in the clause before a cue verb.
-_FIRST_PERSON = re.compile(r"^\W*$|\b(?:I|I['\u2019](?:d|ll|m)|we|my|me|let['\u2019]s)\b[^.;!?\n]*$", re.IGNORECASE)
-#: A first-person choice verb anywhere in a sentence: "I prefer the sure thing, option (a)".
-_FIRST_PERSON_VERB = re.compile(
-    rf"\b(?:I|we)(?:['\u2019](?:d|ll))?\s+(?:(?:would|will|should|must|shall|then|therefore|thus|definitely|clearly"
-    rf"|ultimately|also)\s+)*{_VERB}\b",
-    re.IGNORECASE,
-)
-#: Words after which a mention is rejected: "not a", "neither a nor b", "rather than c".
-_NEGATION_BEFORE = re.compile(
-    r"\b(?:not|neither|nor|rather\s+than|instead\s+of|except|avoid(?:ing)?)\s+(?:option\s+)?[\"'(\[]*$", re.IGNORECASE
-)
-#: A second label joined to a cued one: "Answer: 1 or 2", "a/b".
-_DISJUNCTION_AFTER = re.compile(r"^[)\]]?\s*(?:or|/|and/or)\s+(?:option\s+)?[(\[]?(?:[A-Za-z]|\d{1,2})\b", re.IGNORECASE)
 
 #: One label written alone: optional bracket, a letter or a 1-2 digit number,
 #: optional closing bracket. Guards: "10" is not "1"; "$5", "5%", "1,000",
@@ -458,16 +357,16 @@ def _mentions(plain: PlainText, allowed: list[str]) -> list[_Mention]:
         bracketed = bool(match.group("close"))  # "(a)", "a)"; a lone "(" may open an aside: "(a sure $500)"
         if not bracketed and not after_option and _is_word_use(match.group("label"), after):
             continue
-        negated = _NEGATION_BEFORE.search(before) is not None
+        negated = cues.NEGATION_BEFORE.search(before) is not None
         cue, negated = _cue(text, match.start(), before, after, negated)
         line = plain.line_of(match.start())
         line_start = text.rfind("\n", 0, match.start()) + 1
         heads_option_line = len(option_lines) > 1 and match.start() == line_start + _head_offset(text, line_start)
-        revises = _REVISION.match(text[_sentence_start(text, match.start()) : match.start()]) is not None
+        revises = cues.REVISION.match(text[_sentence_start(text, match.start()) : match.start()]) is not None
         found.append(_Mention(
             match.start(), match.end(), label, negated, cue or ("final-cue" if revises and not negated else None),
             revises=revises,
-            disjunctive=cue is not None and _DISJUNCTION_AFTER.match(after) is not None,
+            disjunctive=cue is not None and cues.DISJUNCTION_AFTER.match(after) is not None,
             answer_like=line not in plain.heading_lines and not heads_option_line
             and not _hypothetical(text, match.start()),
         ))  # fmt: skip
@@ -483,28 +382,28 @@ def _cue(text: str, start: int, before: str, after: str, negated: bool) -> tuple
     """
     if negated:
         return None, True
-    cue = _CUE_AT_END.search(before)
+    cue = cues.CUE_AT_END.search(before)
     if cue is not None and "\n" in cue.group(0) and not _LABEL_LINE_REST.match(after):
         cue = None  # "Conclusion:\nOption A has …" opens a paragraph about A, it does not answer A
     hypothetical = _hypothetical(text, start)
     if cue is not None:
         clause = _clause_before(text, start - len(before) + cue.start())
-        if cue.group("verb") and _NEGATED_CUE.search(clause):
+        if cue.group("verb") and cues.NEGATED_CUE.search(clause):
             return None, True
-        if hypothetical or (cue.group("verb") and _HEDGED_CUE.search(clause)):
+        if hypothetical or (cue.group("verb") and cues.HEDGED_CUE.search(clause)):
             return None, False
-        if cue.group("noun") or (cue.group("verb") and _FIRST_PERSON.search(clause)):
+        if cue.group("noun") or (cue.group("verb") and cues.FIRST_PERSON.search(clause)):
             return "final-cue", False
         if cue.group("best"):
             return _verdict_kind(text, start, "commitment" if cue.group("superlative") else "comparison"), False
     if hypothetical:
         return None, False
-    if _ANSWER_AFTER.match(after):
+    if cues.ANSWER_AFTER.match(after):
         return "final-cue", False
-    for pattern, kind in ((_SUPERLATIVE_AFTER, "commitment"), (_COMPARATIVE_AFTER, "comparison")):
+    for pattern, kind in ((cues.SUPERLATIVE_AFTER, "commitment"), (cues.COMPARATIVE_AFTER, "comparison")):
         if pattern.match(after):
             return _verdict_kind(text, start, kind), False
-    if _HIGHEST_AFTER.match(after) and _sentence_end(text, start) >= len(text.rstrip(" .\n")):
+    if cues.HIGHEST_AFTER.match(after) and _sentence_end(text, start) >= len(text.rstrip(" .\n")):
         return _verdict_kind(text, start, "criterion"), False  # the criterion's best, as the answer's last word
     return None, False
 
@@ -512,17 +411,17 @@ def _cue(text: str, start: int, before: str, after: str, negated: bool) -> tuple
 def _verdict_kind(text: str, position: int, kind: str) -> str | None:
     """A verdict's kind in its sentence: None when it is someone else's, "criterion" when narrowed to one."""
     sentence = text[_sentence_start(text, position) : _sentence_end(text, position)]
-    if _THIRD_PARTY.search(sentence):
+    if cues.THIRD_PARTY.search(sentence):
         return None
-    return "criterion" if _CRITERION.search(sentence) else kind
+    return "criterion" if cues.CRITERION.search(sentence) else kind
 
 
 def _with_sentence_cues(text: str, mentions: list[_Mention]) -> list[_Mention]:
     """Mark the one label a first-person choice verb governs further on in its sentence:
     "I prefer the sure thing, option (a)", "I would select the option with the guaranteed outcome, which is c"."""
     marked = list(mentions)
-    for verb in _FIRST_PERSON_VERB.finditer(text):
-        if _hypothetical(text, verb.start()) or _NEGATED_CUE.search(text[max(0, verb.start() - 30) : verb.start()]):
+    for verb in cues.FIRST_PERSON_VERB.finditer(text):
+        if _hypothetical(text, verb.start()) or cues.NEGATED_CUE.search(text[max(0, verb.start() - 30) : verb.start()]):
             continue
         end = _sentence_end(text, verb.end())
         inside = [i for i, m in enumerate(marked) if verb.end() <= m.start < end]
@@ -540,7 +439,7 @@ def _anaphoric_commitments(text: str, mentions: list[_Mention]) -> list[_Mention
     """Verdicts on "this"/"it" ("This is the most attractive option"), each given the one label
     its own sentence names before it, or else the one label the sentence before names."""
     found = []
-    for verdict in _ANAPHORIC_VERDICT.finditer(text):
+    for verdict in cues.ANAPHORIC_VERDICT.finditer(text):
         start = _sentence_start(text, verdict.start())
         kind = None if _hypothetical(text, verdict.start()) else _verdict_kind(text, verdict.start(), "commitment")
         if kind is None:
