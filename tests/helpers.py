@@ -99,6 +99,17 @@ def pairs_path(tmp_path_factory) -> Path:
     return path
 
 
+def sigint_at_default() -> None:
+    """`preexec_fn` of a process a test will Ctrl-C: SIGINT at its default disposition.
+
+    A shell starts a background job with SIGINT ignored, the process inherits that, and
+    Python then never raises KeyboardInterrupt; a user's Ctrl-C reaches a process whose
+    SIGINT is at its default, so tests start theirs that way wherever the suite runs."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_cli(*args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
     """`python -m riskdpo.cli ARGS` in a fresh process."""
     return subprocess.run(

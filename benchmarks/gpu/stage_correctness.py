@@ -140,20 +140,25 @@ def training_checks(ctx: Context, model: Path) -> tuple[list, dict]:
     return rows, {"device": device_runs, "cpu": cpu_runs}
 
 
-def hf_option_logps(model, tokenizer, prompt: str, completions: list[str], limits: list[int]) -> list[float]:
-    """Each option's log-prob by its own forward pass of prompt + option (plain transformers)."""
+def hf_option_logps(model, tokenizer, prompt: str, completions: list[str], end_set) -> list[float]:
+    """Each option's score under log-prob mode's rule, by its own forward pass of prompt + label
+    (plain transformers): log p(label tokens) + log p(the next token is one in `end_set`, i.e. the
+    label is complete; `riskdpo.evaluation.choices.label_end_set`)."""
     import torch
 
     from riskdpo.models.logps import tokenize_group
 
     prompt_ids, completion_ids = tokenize_group(tokenizer, prompt, completions)
     values = []
-    for ids, limit in zip(completion_ids, limits):
-        ids = ids[:limit]
-        tokens = torch.tensor([prompt_ids + ids], device=model.device)
+    for ids in completion_ids:
+        label = ids[:-1]  # the label's tokens; the rule scores the ending set in place of the final EOS
+        tokens = torch.tensor([prompt_ids + label], device=model.device)
         with torch.no_grad():
-            logits = model(tokens).logits[0, len(prompt_ids) - 1 : -1].float()
-        values.append(torch.log_softmax(logits, -1).gather(1, torch.tensor(ids, device=model.device)[:, None]).sum().item())
+            logp = torch.log_softmax(model(tokens).logits[0, len(prompt_ids) - 1 :].float(), -1)
+        inside = torch.zeros(logp.shape[-1], dtype=torch.bool, device=logp.device)
+        inside[: end_set.numel()] = end_set[: logp.shape[-1]].to(logp.device)
+        label_part = logp[:-1].gather(1, torch.tensor(label, device=model.device)[:, None]).sum()
+        values.append((label_part + torch.logsumexp(logp[-1][inside], 0)).item())
     return values
 
 
@@ -162,10 +167,9 @@ def eval_checks(ctx: Context, model_path: Path) -> tuple[list, dict]:
 
     from bench_eval import eval_situations
     from riskdpo.data.situations import load_situations
-    from riskdpo.evaluation.choices import option_completions, scored_token_count
+    from riskdpo.evaluation.choices import label_end_set, option_completions
     from riskdpo.evaluation.evaluate import EvalOptions, FormatOverrides, model_format, score_model
     from riskdpo.models.loading import load_model, load_tokenizer, resolve_precision
-    from riskdpo.models.logps import tokenize_group
     from riskdpo.pairs.prompting import render_prompt
 
     count, new_tokens = ctx.sizes.correctness_situations, 24
@@ -178,12 +182,11 @@ def eval_checks(ctx: Context, model_path: Path) -> tuple[list, dict]:
     logprob = score_model(model, tokenizer, situations, fmt, EvalOptions(mode="logprob", batch_size=8))
     generated = score_model(model, tokenizer, situations, fmt, EvalOptions(mode="generate", batch_size=8, max_new_tokens=new_tokens))
     gaps, same_choice, same_text = [], 0, 0
+    end_set = label_end_set(tokenizer)
     for situation, record, answer in zip(situations, logprob, generated):
         prompt = render_prompt(tokenizer, situation.prompt, fmt.prompt)
         completions = option_completions(situation, fmt.response)
-        ids = tokenize_group(tokenizer, "", completions)[1]
-        limit = scored_token_count(ids)
-        reference = hf_option_logps(model, tokenizer, prompt, completions, [limit] * len(completions))
+        reference = hf_option_logps(model, tokenizer, prompt, completions, end_set)
         ours = [record["logps"][label] for label in situation.option_labels]
         gaps.append(max(abs(a - b) for a, b in zip(ours, reference)))
         best = situation.option_labels[max(range(len(reference)), key=reference.__getitem__)]

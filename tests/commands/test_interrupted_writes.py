@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from helpers import SUBPROCESS_ENV, tree_digest
+from helpers import SUBPROCESS_ENV, sigint_at_default, tree_digest
 from riskdpo.cli import main
 from riskdpo.core.fileio import remove_stale_temporaries
 from riskdpo.data.situations import load_situations
@@ -121,7 +121,8 @@ def test_a_signal_stops_convert_with_one_line_its_status_and_no_output(tmp_path,
     output = tmp_path / "out" / "situations.json"
     before = tree_digest(tmp_path)
     process = subprocess.Popen([sys.executable, "-m", "riskdpo.cli", "convert", str(source), "-o", str(output)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                               preexec_fn=sigint_at_default)
     deadline = time.monotonic() + 60
     while not any(Path(f"/proc/{process.pid}/fd/{fd}").resolve() == source
                   for fd in os.listdir(f"/proc/{process.pid}/fd")):  # wait until it reads the input

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import SUBPROCESS_ENV
+from helpers import SUBPROCESS_ENV, sigint_at_default
 from riskdpo.training.checkpoint import checkpoint_dirs
 from riskdpo.training.metrics import TIMING_KEYS, read_metrics
 
@@ -32,7 +32,7 @@ def train_args(pairs: Path, out: Path, model: Path, *extra: str, **options) -> l
 
 def start(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "riskdpo.cli", *args], env={**os.environ, **SUBPROCESS_ENV},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_at_default)
 
 
 def signal_after_checkpoints(args: list[str], out: Path, number: int, checkpoints: int = 2) -> tuple[int, str, int]:
