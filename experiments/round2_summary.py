@@ -343,6 +343,24 @@ def summary_table(out: Path, evaluations: dict[str, dict], shuffled) -> list[str
     return lines
 
 
+def kind_tables(kind: str, evaluated: dict, situations) -> tuple[list[str], list]:
+    """The tables of one kind of evaluation (rates, answer categories, option lines, for
+    reasoning the worked answers and their steps, and with shuffled lotteries the choice
+    features); also the situations every table was computed on (for a figure): with
+    shuffled lotteries, those some model was scored on."""
+    lines = rates_tables(kind, evaluated, situations) + [""] + category_table(evaluated) + [""]
+    lines += ["Option line named (share of situations with a valid answer):", ""] + line_table(evaluated, situations) + [""]
+    if kind.startswith("reasoning"):
+        lines += reasoning_details(evaluated) + [""]
+        lines += ["The steps of the worked answers, graded against the lotteries (share of answers with option lines):", ""]
+        lines += step_grades(evaluated, situations) + [""]
+    if kind != "written":  # lotteries shuffled: features and positions are not confounded
+        scored_keys = {key for _, rows in evaluated.values() for key in rows}
+        situations = [s for s in situations if (s.sheet, s.situation_id) in scored_keys]
+        lines += feature_tables(evaluated, situations) + [""]
+    return lines, situations
+
+
 def main(out_dir: str, figure_dir: str | None = None) -> None:
     out = Path(out_dir)
     held_out = [s for s in read_eval_situations(out / "heldout.json") if s.sheet.startswith(("test_", "held_"))]
@@ -353,25 +371,12 @@ def main(out_dir: str, figure_dir: str | None = None) -> None:
     for kind, evaluated in evaluations.items():
         if not evaluated:
             continue
-        situations = held_out if kind == "written" else shuffled
-        print("\n".join(rates_tables(kind, evaluated, situations)) + "\n")
-        print("\n".join(category_table(evaluated)) + "\n")
-        print("Option line named (share of situations with a valid answer):\n")
-        print("\n".join(line_table(evaluated, situations)) + "\n")
-        if kind.startswith("reasoning"):
-            print("\n".join(reasoning_details(evaluated)) + "\n")
-            print("The steps of the worked answers, graded against the lotteries (share of answers with option lines):\n")
-            print("\n".join(step_grades(evaluated, situations)) + "\n")
-        if kind != "written":  # lotteries shuffled: features and positions are not confounded
-            scored_keys = {key for _, rows in evaluated.values() for key in rows}
-            scored = [s for s in situations if (s.sheet, s.situation_id) in scored_keys]
-            print("\n".join(feature_tables(evaluated, scored)) + "\n")
-        if kind == "shuffled":
-            if figure_dir:
-                figure(evaluated, scored, Path(figure_dir) / "round2_shuffled.png", "risk-averse rate: label, lotteries shuffled")
+        lines, scored = kind_tables(kind, evaluated, held_out if kind == "written" else shuffled)
+        print("\n".join(lines))
+        if kind == "shuffled" and figure_dir:
+            figure(evaluated, scored, Path(figure_dir) / "round2_shuffled.png", "risk-averse rate: label, lotteries shuffled")
         if kind == "reasoning" and figure_dir:
-            figure(evaluated, situations, Path(figure_dir) / "round2_reasoning.png", "risk-averse rate: reasoning, shuffled")
-
+            figure(evaluated, shuffled, Path(figure_dir) / "round2_reasoning.png", "risk-averse rate: reasoning, shuffled")
 
 if __name__ == "__main__":
     main(*(sys.argv[1:3] or ["results-round2"]))

@@ -31,19 +31,14 @@ from pathlib import Path
 
 from round2_summary import (
     STAKES,
-    category_table,
     choice_analysis,
-    feature_tables,
     finished_run,
     groups,
-    line_table,
+    kind_tables,
     load,
     paired,
     position_reference,
-    rates_tables,
-    reasoning_details,
     risk_averse_count,
-    step_grades,
     training_fit,
     training_table,
 )
@@ -250,18 +245,7 @@ def main(out_dir: str, figure_dir: str | None = None, round2_dir: str | None = N
     for kind, evaluated in evaluations.items():
         if not new & set(evaluated):  # nothing of round three's: round two's tables stand
             continue
-        situations = held_out if kind == "written" else shuffled
-        print("\n".join(rates_tables(kind, evaluated, situations)) + "\n")
-        print("\n".join(category_table(evaluated)) + "\n")
-        print("Option line named (share of situations with a valid answer):\n")
-        print("\n".join(line_table(evaluated, situations)) + "\n")
-        if kind.startswith("reasoning"):
-            print("\n".join(reasoning_details(evaluated)) + "\n")
-            print("The steps of the worked answers, graded against the lotteries (share of answers with option lines):\n")
-            print("\n".join(step_grades(evaluated, situations)) + "\n")
-        if kind != "written":
-            scored_keys = {key for _, rows in evaluated.values() for key in rows}
-            print("\n".join(feature_tables(evaluated, [s for s in situations if (s.sheet, s.situation_id) in scored_keys])) + "\n")
+        print("\n".join(kind_tables(kind, evaluated, held_out if kind == "written" else shuffled)[0]))
     if figure_dir:
         scaling_figure(ARMS, evaluations["shuffled"], shuffled, best_rule, Path(figure_dir) / "round3_scaling.png")
 
