@@ -268,6 +268,25 @@ def read_json(path: str | os.PathLike, expect: type = object, what: str = "JSON"
     return data
 
 
+def jsonl_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, line) of each non-blank line of JSON Lines text.
+
+    Lines end at "\n" (a "\r" before it is dropped) and nowhere else. JSON written
+    with ``ensure_ascii=False`` (as `dump_jsonl` and most tools write it) holds
+    U+2028, U+2029 and U+0085 raw inside strings, and a model's answer may
+    contain them: ``str.splitlines`` would cut such a record in two.
+    """
+    return [(number, line.rstrip("\r")) for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
+
+
+def json_line(source: str | os.PathLike, number: int, line: str) -> Any:
+    """The JSON value of line `number` of `source`; a `UserError` naming the file, line and column when it is not JSON."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as error:
+        raise UserError(f"{source}, line {number}, column {error.colno}: not JSON ({_json_problem(error)})") from None
+
+
 def read_records(path: str | os.PathLike) -> list[dict]:
     """Read a `.jsonl` file (one object a line) or a `.json` array of objects.
 
@@ -279,17 +298,10 @@ def read_records(path: str | os.PathLike) -> list[dict]:
     else:
         check_input(source)
         try:
-            lines = source.read_text(encoding="utf-8").splitlines()
+            text = source.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise UserError(f"{source}: not UTF-8 text") from None
-        records = []
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise UserError(f"{source}, line {number}, column {error.colno}: not JSON ({_json_problem(error)})") from None
+        records = [json_line(source, number, line) for number, line in jsonl_lines(text)]
     for index, record in enumerate(records):
         if not isinstance(record, dict):
             raise UserError(f"{source}, record {index + 1}: expected a JSON object")

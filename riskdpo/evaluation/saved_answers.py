@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from riskdpo.core.errors import UserError
+from riskdpo.core.fileio import json_line, jsonl_lines
 from riskdpo.data.situations import Situation
 from riskdpo.evaluation.generation import answer_record
 from riskdpo.evaluation.summary import Evaluation, build_report
@@ -141,12 +142,8 @@ def _records(path: Path) -> Iterator[tuple[str, Any]]:
         for row in reader:
             yield f"{path} line {reader.line_num}", row
     elif suffix == ".jsonl":
-        for number, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    yield f"{path} line {number}", json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise UserError(f"{path} line {number}: not JSON ({error.msg})") from None
+        for number, line in jsonl_lines(text):
+            yield f"{path} line {number}", json_line(path, number, line)
     elif suffix == ".json":
         try:
             data = json.loads(text)

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from riskdpo.core.errors import UserError
-from riskdpo.core.fileio import atomic_path
+from riskdpo.core.fileio import atomic_path, jsonl_lines
 from riskdpo.evaluation.figure import RatePoint, is_finite_number, plot_eval_rates, report_points
 
 VAL_PREFIX = "val/"
@@ -85,15 +85,13 @@ def read_training_log(path: str | Path) -> TrainingLog:
     if not source.is_file():
         raise UserError(f"{source}: no such file; point at the OUTPUT_DIR of a training run")
     text = source.read_text(encoding="utf-8")
-    lines = text.splitlines()
+    lines = jsonl_lines(text)
     log = TrainingLog()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    for number, line in lines:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
-            if number == len(lines) and not text.endswith("\n"):
+            if number == lines[-1][0] and not text.endswith("\n"):
                 break
             raise UserError(f"{source}, line {number}: not JSON ({error.msg})") from None
         if not isinstance(record, dict):

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from riskdpo.core.fileio import write_jsonl
+from riskdpo.core.fileio import jsonl_lines, write_jsonl
 
 #: DPO statistics, each a mean over pairs.
 DPO_KEYS = (
@@ -98,7 +98,7 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     if not source.exists():
         return []
     records = []
-    for line in source.read_text(encoding="utf-8").splitlines():
+    for _, line in jsonl_lines(source.read_text(encoding="utf-8")):
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:

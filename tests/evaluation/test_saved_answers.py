@@ -180,7 +180,7 @@ def riskdpo_csv(path, situations, answers, **row):
         ("id in two sheets", "situation '1' is in sheets coop, low"),
         ("bad field spec", "--answer-fields 'answer': expected KEY=FIELD"),
         ("model and answers", "give --model (score models) or --answers (read saved answers), not both"),
-        ("not json", "line 1: not JSON"),
+        ("not json", "line 1, column 2: not JSON"),
         ("bad sample", "sample '1.5' in 'sample' is not a whole number"),
     ],
 )  # fmt: skip
@@ -236,3 +236,21 @@ def test_answer_fields_default_and_mapped():
     spec = parse_answer_fields(["id=question_id, text=response", "reasoning="])
     assert (spec.id, spec.text, spec.reasoning, spec.finish) == ("question_id", "response", None, "finish_reason")
     assert spec.explicit == {"id", "text"}
+
+
+def test_answers_holding_unicode_line_separators_are_one_record_each(tmp_path):
+    """Answers whose text holds U+2028, U+2029 or U+0085 (written raw by ensure_ascii=False, as most
+    tools write JSONL) are read one record a line, each answer whole."""
+    situations = [s for s in eval_situations() if s.sheet == "low"]
+    save_situations(situations, tmp_path / "situations.json")
+    answers = tmp_path / "answers.jsonl"
+    records = [{"situation_id": s.situation_id, "answer": f"Option {s.risk_neutral[0]} pays more on average.{sep}"
+                f"I choose option {s.risk_averse[0]}."} for s, sep in zip(situations, "\u2028\u2029\x85" * 9)]  # fmt: skip
+    answers.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    out = tmp_path / "report.json"
+    result = run_cli("eval-choices", "--answers", answers, "--situations", tmp_path / "situations.json", "-o", out,
+                     "--bootstrap", "0")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (model,) = json.loads(out.read_text())["models"]
+    assert model["n"] == len(records) and model["counts"]["risk_averse"] == len(records)
+    assert [row["answer"] for row in read_rows(out.with_suffix(".csv"))] == [r["answer"] for r in records]

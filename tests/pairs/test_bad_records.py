@@ -131,3 +131,22 @@ def test_tiny_model_refuses_a_file_without_situations(tmp_path):
     before = tree_digest(tmp_path)
     assert_refused(run("tiny-model", tmp_path / "model", "--situations", situations), "holds no situations")
     assert tree_digest(tmp_path) == before
+
+
+def test_reasoning_with_unicode_line_separators_survives_make_pairs_and_reading_back(tmp_path):
+    """A worked answer holding U+2028, U+2029 and U+0085 (models write them; JSON keeps them raw
+    when written with ensure_ascii=False) is one JSONL record, read back whole: never cut in two
+    by a reader that splits lines the way str.splitlines does."""
+    records = sound_situations()
+    separators = "\u2028\u2029\x85"
+    for record in records:
+        record["meta"]["chosen_full"] = record["meta"]["chosen_full"].replace(".", "." + separators, 1)
+    source = tmp_path / "situations.json"
+    source.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    out = tmp_path / "pairs.jsonl"
+    result = run("make-pairs", source, "-o", out, "--response", "cot")
+    assert result.exit_code == 0, result.output
+    assert len(out.read_text(encoding="utf-8").splitlines()) > len(records)  # raw separators in the file
+    pairs = read_pair_records(out)
+    assert len(pairs) == len(records)
+    assert all(separators in pair["chosen"] for pair in pairs)
