@@ -9,7 +9,8 @@
 #      (experiments/round2.sh), read from experiments/round2_outputs by the summary;
 #   2. data scaling: the same recipe on 1,000 and 3,000 fresh low-stakes disagreements,
 #      one rotation per situation (make-pairs --balance-positions 1: chosen-line counts
-#      within one of each other), one epoch;
+#      within one of each other), one epoch; and on 100, every rotation (as the 288 arm),
+#      one epoch (a third of the 288 arm's steps);
 #   3. the label evaluation as written (secondary) for each of those models;
 #   4. round two's arm 4: arm 3 (SFT on verified reasoning) retrained, since its weights
 #      were not kept, then DPO + NLL on reasoning pairs from it at micro-batch 4, with its
@@ -18,7 +19,7 @@
 # 1,000-situation arm (training + shuffled evaluation) and about 75 for the 3,000 one;
 # step 4 about an hour.
 #
-# The PART arguments (seed1 seed2 scale1000 scale3000 written arm4; default all, in that
+# The PART arguments (seed1 seed2 scale1000 scale100 scale3000 written arm4; default all, in that
 # order) run only those parts after the data step, so that parts can run side by side as
 # separate processes on a busy machine (make the data first: run with the part "data").
 #
@@ -27,7 +28,7 @@
 set -euo pipefail
 out=${1:-results-round3}
 parts=("${@:2}")
-[ ${#parts[@]} -gt 0 ] || parts=(seed1 seed2 scale1000 scale3000 written arm4)
+[ ${#parts[@]} -gt 0 ] || parts=(seed1 seed2 scale1000 scale100 scale3000 written arm4)
 mkdir -p "$out/evals"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 configs="$root/configs/round3"
@@ -45,8 +46,9 @@ timed() {  # timed STEP COMMAND...: run it, append "STEP<TAB>seconds" to OUT/tim
 
 # Data. Held-out: round two's 900 situations (the sample's five test sheets, 600 fresh ones
 # of seeds 41-44). Training: round two's 320 (seed 31; 288 train + 32 validation) for the
-# seed arms and arm 4; for scaling, 1,111 (seed 32) and 3,333 (seed 33) fresh low-stakes
-# disagreements, of which make-pairs holds back round(0.1 n) = 111 and 333 for validation.
+# seed arms and arm 4; for scaling, 1,111 (seed 32), 3,333 (seed 33) and 111 (seed 34) fresh
+# low-stakes disagreements, of which make-pairs holds back round(0.1 n) = 111, 333 and 11 for
+# validation.
 if missing heldout.json; then cp "$root/experiments/round2_outputs/heldout.json" "$out/heldout.json"; fi
 situations() {  # situations STEM COUNT SEED: OUT/STEM.json, low-stakes disagreements
     if missing "$1.json"; then
@@ -57,6 +59,7 @@ situations() {  # situations STEM COUNT SEED: OUT/STEM.json, low-stakes disagree
 situations train 320 31
 situations train_1000 1111 32
 situations train_3000 3333 33
+situations train_100 111 34
 pairs() {  # pairs STEM SITUATIONS INSTRUCTION [make-pairs options...]
     local stem=$1 source=$2 instruction=$3
     shift 3
@@ -68,6 +71,7 @@ pairs() {  # pairs STEM SITUATIONS INSTRUCTION [make-pairs options...]
 pairs label_balanced train "$label" --balance-positions 5  # round two's file (same sha256)
 pairs label_balanced_1000 train_1000 "$label" --balance-positions 1
 pairs label_balanced_3000 train_3000 "$label" --balance-positions 1
+pairs label_balanced_100 train_100 "$label" --balance-positions 5
 
 train() {  # train ARM PAIRS_STEM CONFIG [train options...]
     local arm=$1 stem=$2 config=$3
@@ -112,7 +116,7 @@ for seed in 1 2; do
     fi
 done
 # 2. Data scaling.
-for size in 1000 3000; do
+for size in 1000 100 3000; do
     if wanted "scale$size"; then
         train "label_dpo_balanced_$size" "label_balanced_$size" "$configs/label_dpo_balanced_$size.yaml"
         shuffled_eval "label_dpo_balanced_$size"
@@ -120,7 +124,7 @@ for size in 1000 3000; do
 done
 # 3. As written (secondary), for the models trained so far.
 if wanted written; then
-    for arm in label_dpo_balanced_seed1 label_dpo_balanced_seed2 label_dpo_balanced_1000 label_dpo_balanced_3000; do
+    for arm in label_dpo_balanced_seed1 label_dpo_balanced_seed2 label_dpo_balanced_1000 label_dpo_balanced_100 label_dpo_balanced_3000; do
         if ! missing "$arm/final-model"; then written_eval "$arm"; fi
     done
 fi

@@ -69,6 +69,7 @@ class Arm:
 
 
 ARMS = (
+    Arm("label_dpo_balanced_100", False, 100, 0),
     Arm("label_dpo_balanced_seed0", True, 288, 0),
     Arm("label_dpo_balanced_seed1", False, 288, 1),
     Arm("label_dpo_balanced_seed2", False, 288, 2),
