@@ -200,7 +200,7 @@ def scaling_figure(arms, evaluated, situations, best_rule: tuple[str, float], pa
     coef_axis.axhline(0, color="0.4", linewidth=0.8)
     for axis, label in ((rate_axis, "risk-averse (CARA-best) rate, shuffled"), (coef_axis, "conditional-logit coefficient")):
         axis.set_xscale("log")
-        axis.set_xticks([288, 1000, 3000], ["288", "1,000", "3,000"])
+        axis.set_xticks([100, 288, 1000, 3000], ["100", "288", "1,000", "3,000"])
         axis.set_xlabel("training situations (label DPO, position-balanced)")
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
