@@ -29,7 +29,7 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Collection, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 from riskdpo.core.errors import UserError
 from riskdpo.data.situations import Situation, load_situations
