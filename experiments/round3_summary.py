@@ -167,8 +167,9 @@ def seed_spread(arms, evaluated, situations) -> list[str]:
     lines = ["| measure | " + " | ".join(f"seed {arm.seed}" for arm in seeds) + " | mean | SD | range (max − min) |",
              "|---|" + "---|" * (len(seeds) + 3)]
     for name, values in measures.items():
-        lines.append(f"| {name} | " + " | ".join(f"{v:+.2f}" if name[0] != "r" else f"{v:.2f}" for v in values)
-                     + f" | {statistics.mean(values):+.2f} | {statistics.stdev(values):.2f} | {max(values) - min(values):.2f} |")
+        shown = "{:.2f}" if name.startswith("rate") else "{:+.2f}"
+        lines.append(f"| {name} | " + " | ".join(shown.format(v) for v in values)
+                     + f" | {shown.format(statistics.mean(values))} | {statistics.stdev(values):.2f} | {max(values) - min(values):.2f} |")
     return lines
 
 
@@ -240,7 +241,8 @@ def main(out_dir: str, figure_dir: str | None = None, round2_dir: str | None = N
           + f"; position-only chooser {position_reference(shuffled):.2f}.\n")
     spread = seed_spread(ARMS, evaluations["shuffled"], shuffled)
     if spread:
-        print("### seed variance (288 situations, 1,029 pairs, seeds 0-2)\n\n" + "\n".join(spread) + "\n")
+        seeds = ", ".join(str(a.seed) for a in ARMS if a.situations == 288 and a.name in evaluations["shuffled"])
+        print(f"### seed variance (288 situations, 1,029 pairs, seeds {seeds})\n\n" + "\n".join(spread) + "\n")
     print("### training\n\n" + "\n".join(training_rows(out, round2, ARMS)) + "\n")
     new = {a.name for a in ARMS if not a.round_two} | {ARM4}
     for kind, evaluated in evaluations.items():
