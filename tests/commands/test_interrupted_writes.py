@@ -52,6 +52,18 @@ def start_writer(target: Path) -> subprocess.Popen:
     return process
 
 
+def has_open(pid: int, path: Path) -> bool:
+    """Whether process `pid` holds `path` open. A descriptor listed can close before it is read
+    (Python opens and closes files while it starts), so a vanished one counts as not this file."""
+    for descriptor in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{descriptor}") == str(path.resolve()):
+                return True
+        except FileNotFoundError:
+            continue
+    return False
+
+
 def hidden(folder: Path) -> list[str]:
     return sorted(path.name for path in folder.iterdir() if path.name.startswith("."))
 
@@ -124,8 +136,7 @@ def test_a_signal_stops_convert_with_one_line_its_status_and_no_output(tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
                                preexec_fn=sigint_at_default)
     deadline = time.monotonic() + 60
-    while not any(Path(f"/proc/{process.pid}/fd/{fd}").resolve() == source
-                  for fd in os.listdir(f"/proc/{process.pid}/fd")):  # wait until it reads the input
+    while not has_open(process.pid, source):  # wait until it reads the input
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.01)
     process.send_signal(signum)
