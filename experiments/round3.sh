@@ -29,20 +29,10 @@ set -euo pipefail
 out=${1:-results-round3}
 parts=("${@:2}")
 [ ${#parts[@]} -gt 0 ] || parts=(seed1 seed2 scale1000 scale100 scale3000 written arm4)
-mkdir -p "$out/evals"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 configs="$root/configs/round3"
-label="Output the label of your chosen option only."
-reason="Think step by step, then give your answer as: Answer: (label)."
-missing() { [ ! -e "$out/$1" ]; }  # is OUT/$1 still to make?
+source "$root/experiments/steps.sh"
 wanted() { [[ " ${parts[*]} " == *" $1 "* ]]; }  # is part $1 to run?
-timed() {  # timed STEP COMMAND...: run it, append "STEP<TAB>seconds" to OUT/timings.tsv
-    local step=$1 start
-    shift
-    start=$(date +%s)
-    "$@"
-    printf '%s\t%s\n' "$step" "$(($(date +%s) - start))" >> "$out/timings.tsv"
-}
 
 # Data. Held-out: round two's 900 situations (the sample's five test sheets, 600 fresh ones
 # of seeds 41-44). Training: round two's 320 (seed 31; 288 train + 32 validation) for the
@@ -50,57 +40,14 @@ timed() {  # timed STEP COMMAND...: run it, append "STEP<TAB>seconds" to OUT/tim
 # low-stakes disagreements, of which make-pairs holds back round(0.1 n) = 111, 333 and 11 for
 # validation.
 if missing heldout.json; then cp "$root/experiments/round2_outputs/heldout.json" "$out/heldout.json"; fi
-situations() {  # situations STEM COUNT SEED: OUT/STEM.json, low-stakes disagreements
-    if missing "$1.json"; then
-        riskdpo generate -o "$out/$1.xlsx" --sheet train --stakes low --situations "$2" --seed "$3"
-        riskdpo convert "$out/$1.xlsx" -o "$out/$1.json"
-    fi
-}
 situations train 320 31
 situations train_1000 1111 32
 situations train_3000 3333 33
 situations train_100 111 34
-pairs() {  # pairs STEM SITUATIONS INSTRUCTION [make-pairs options...]
-    local stem=$1 source=$2 instruction=$3
-    shift 3
-    if missing "$stem.jsonl"; then
-        riskdpo make-pairs "$out/$source.json" --instruction "$instruction" --val-fraction 0.1 --seed 0 \
-            -o "$out/$stem.jsonl" "$@" | tee "$out/$stem.summary.txt"
-    fi
-}
 pairs label_balanced train "$label" --balance-positions 5  # round two's file (same sha256)
 pairs label_balanced_1000 train_1000 "$label" --balance-positions 1
 pairs label_balanced_3000 train_3000 "$label" --balance-positions 1
 pairs label_balanced_100 train_100 "$label" --balance-positions 5
-
-train() {  # train ARM PAIRS_STEM CONFIG [train options...]
-    local arm=$1 stem=$2 config=$3
-    shift 3
-    if missing "$arm/final-model"; then
-        timed "train $arm" riskdpo train --config "$config" --dataset "$out/$stem.jsonl" \
-            --val "$out/${stem}_val.jsonl" --output-dir "$out/$arm" --no-progress --overwrite "$@"
-    fi
-}
-samples=(--sheet test_low --sheet test_medium --sheet test_high --sheet test_astronomical --sheet test_cooperate)
-fresh=(--sheet held_low --sheet held_medium --sheet held_high --sheet held_astronomical)  # heldout.json also holds the sample's train sheets: never scored
-evaluate() {  # evaluate MODEL STEM [eval-choices options...]: OUT/evals/STEM-MODEL.json
-    local name=$1 stem=$2
-    shift 2
-    if missing "evals/$stem-$name.json"; then
-        timed "eval $stem $name" riskdpo eval-choices --model "$out/$name/final-model" --name "$name" \
-            --situations "$out/heldout.json" --seed 0 --no-progress -o "$out/evals/$stem-$name.json" "$@"
-    fi
-}
-# The primary measure: label by log-probability, lotteries shuffled over the option lines,
-# all 900 held-out situations (seed 0: the same shuffle as round two).
-shuffled_eval() { evaluate "$1" shuffled --instruction "$label" --shuffle-options "${samples[@]}" "${fresh[@]}"; }
-written_eval() { evaluate "$1" written --instruction "$label" "${samples[@]}"; }
-reasoning_eval() {  # reasoning_eval MODEL STEM SHEETS...: 150 seeded situations, as round two
-    local name=$1 stem=$2
-    shift 2
-    evaluate "$name" "$stem" --instruction "$reason" --mode generate --max-new-tokens 512 \
-        --batch-size 16 --shuffle-options --sample 150 "$@"
-}
 
 pairs cot train "$reason" --response cot
 if missing cot_half.jsonl; then
