@@ -24,6 +24,10 @@ COMMANDS = (ROOT / "docs" / "commands.md").read_text()
 CI = (ROOT / ".ci" / "run").read_text()
 
 
+#: The README's test command: two worker processes (pytest-xdist), each test file in one of them.
+TEST_COMMAND = "python3 -m pytest -q -n 2 --dist loadfile"
+
+
 def setup_command() -> str:
     """The README's one-line set-up command (the first `pip install torch` line)."""
     return next(line for line in README.splitlines() if line.startswith("python3 -m pip install torch=="))
@@ -31,8 +35,8 @@ def setup_command() -> str:
 
 def test_ci_runs_the_readmes_setup_and_test_commands():
     assert setup_command() in CI.splitlines()
-    assert "python3 -m pytest -q" in README.splitlines()
-    assert "python3 -m pytest -q" in CI.splitlines()
+    assert TEST_COMMAND in README.splitlines()
+    assert TEST_COMMAND in CI.splitlines()
 
 
 def test_every_documented_command_exists():
