@@ -4,9 +4,13 @@
 # with round two's measures. In priority order (an interrupted run picks up where it
 # stopped: a step whose output exists is skipped; each step's wall time goes to
 # OUT/timings.tsv; every step has a fixed seed):
+#   0. the base model scored again: round two scored its models with the label rule of
+#      before 2026-12-04 (log p of the label's tokens then EOS), round three scores each
+#      label as a complete answer (riskdpo.evaluation.choices), and models are compared
+#      only under one rule;
 #   1. seed variance: round two's arm 2 (position-balanced label DPO, 288 situations,
-#      1,029 pairs) with training seeds 1 and 2; seed 0 is round two's run
-#      (experiments/round2.sh), read from experiments/round2_outputs by the summary;
+#      1,029 pairs) with training seeds 0, 1 and 2 (seed 0 is round two's run trained
+#      again, since its weights were not kept);
 #   2. data scaling: the same recipe on 1,000 and 3,000 fresh low-stakes disagreements,
 #      one rotation per situation (make-pairs --balance-positions 1: chosen-line counts
 #      within one of each other), one epoch; and on 100, every rotation (as the 288 arm),
@@ -15,11 +19,12 @@
 #   4. round two's arm 4: arm 3 (SFT on verified reasoning) retrained, since its weights
 #      were not kept, then DPO + NLL on reasoning pairs from it at micro-batch 4, with its
 #      reasoning evaluations (150 sample + 150 fresh situations) and its label evaluation.
-# On the 2-core CPU of round two (idle) steps 1-2 take about 25 minutes per 288- or
-# 1,000-situation arm (training + shuffled evaluation) and about 75 for the 3,000 one;
-# step 4 about an hour.
+# On round three's 2-core AMD EPYC, idle, with OMP_NUM_THREADS=2: about 35 minutes per 288- or
+# 1,000-situation arm (training + shuffled evaluation; a shuffled evaluation alone about 6),
+# about 2 hours for the 3,000 one; step 4 about 2 hours (arm 3's SFT alone about 45 minutes,
+# 16.8 GB resident).
 #
-# The PART arguments (seed1 seed2 scale1000 scale100 scale3000 written arm4; default all, in that
+# The PART arguments (base seed0 seed1 seed2 scale1000 scale100 scale3000 written arm4; default all, in that
 # order) run only those parts after the data step, so that parts can run side by side as
 # separate processes on a busy machine (make the data first: run with the part "data").
 #
@@ -28,7 +33,7 @@
 set -euo pipefail
 out=${1:-results-round3}
 parts=("${@:2}")
-[ ${#parts[@]} -gt 0 ] || parts=(seed1 seed2 scale1000 scale100 scale3000 written arm4)
+[ ${#parts[@]} -gt 0 ] || parts=(base seed0 seed1 seed2 scale1000 scale100 scale3000 written arm4)
 root="$(cd "$(dirname "$0")/.." && pwd)"
 configs="$root/configs/round3"
 source "$root/experiments/steps.sh"
@@ -55,8 +60,10 @@ if missing cot_half.jsonl; then
     cp "$out/cot_val.jsonl" "$out/cot_half_val.jsonl"
 fi
 
-# 1. Seed variance.
-for seed in 1 2; do
+# 0. The base model, scored under the current label rule (round two's base report predates it).
+if wanted base; then shuffled_eval base; fi
+# 1. Seed variance: seed 0 again (round two's weights were not kept, its report predates the rule).
+for seed in 0 1 2; do
     if wanted "seed$seed"; then
         train "label_dpo_balanced_seed$seed" label_balanced "$configs/label_dpo_balanced_seed$seed.yaml"
         shuffled_eval "label_dpo_balanced_seed$seed"
@@ -71,8 +78,8 @@ for size in 1000 100 3000; do
 done
 # 3. As written (secondary), for the models trained so far.
 if wanted written; then
-    for arm in label_dpo_balanced_seed1 label_dpo_balanced_seed2 label_dpo_balanced_1000 label_dpo_balanced_100 label_dpo_balanced_3000; do
-        if ! missing "$arm/final-model"; then written_eval "$arm"; fi
+    for arm in base label_dpo_balanced_seed0 label_dpo_balanced_seed1 label_dpo_balanced_seed2 label_dpo_balanced_1000 label_dpo_balanced_100 label_dpo_balanced_3000; do
+        if [ "$arm" = base ] || ! missing "$arm/final-model"; then written_eval "$arm"; fi
     done
 fi
 # 4. Round two's arm 4, with arm 3 retrained first (its config and pairs as in round two).
