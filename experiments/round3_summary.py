@@ -3,11 +3,14 @@
     python experiments/round3_summary.py OUT_DIR [FIGURE_DIR] [ROUND2_DIR] > tables.md
 
 ROUND2_DIR (default experiments/round2_outputs) gives the held-out situations (round3.sh
-copies the same heldout.json into OUT_DIR), the base model's evaluations and
-round two's balanced label-DPO run, which is the seed-0 run of the 288-situation arm
-(same pairs, same settings). Every measure is round two's (experiments/round2_summary.py,
-whose functions this reuses): label by log-probability on the 900 held-out situations,
-lotteries shuffled over the option lines.
+copies the same heldout.json into OUT_DIR) and round two's report of the base model, which
+is shown beside round three's only to say what the change of label rule did. Every model
+compared here, the base and the seed-0 run of the 288-situation arm (round two's arm 2
+trained again) included, is from OUT_DIR: round two scored labels by log p(label tokens,
+EOS), round three scores each label as a complete answer (riskdpo.evaluation.choices), and
+a difference between two models is measured under one rule. Every measure is round two's
+(experiments/round2_summary.py, whose functions this reuses): label by log-probability on
+the 900 held-out situations, lotteries shuffled over the option lines.
 
 What counts as "the rule appeared" was fixed in RESULTS.md before any model was scored:
 (1) the conditional logit's ev coefficient has a 95% interval wholly above 0, or sd's
@@ -59,22 +62,17 @@ class Arm:
     """A label-DPO run of the scaling curve: its table name, where its run folder and evals are, its data."""
 
     name: str
-    round_two: bool  # in ROUND2_DIR under round two's name
     situations: int
     seed: int
 
-    @property
-    def folder(self) -> str:
-        return "label_dpo_balanced" if self.round_two else self.name
-
 
 ARMS = (
-    Arm("label_dpo_balanced_100", False, 100, 0),
-    Arm("label_dpo_balanced_seed0", True, 288, 0),
-    Arm("label_dpo_balanced_seed1", False, 288, 1),
-    Arm("label_dpo_balanced_seed2", False, 288, 2),
-    Arm("label_dpo_balanced_1000", False, 1000, 0),
-    Arm("label_dpo_balanced_3000", False, 3000, 0),
+    Arm("label_dpo_balanced_100", 100, 0),
+    Arm("label_dpo_balanced_seed0", 288, 0),
+    Arm("label_dpo_balanced_seed1", 288, 1),
+    Arm("label_dpo_balanced_seed2", 288, 2),
+    Arm("label_dpo_balanced_1000", 1000, 0),
+    Arm("label_dpo_balanced_3000", 3000, 0),
 )
 #: Round two's arm 4, run in round three from a retrained arm 3.
 ARM4 = "cot_sft_dpo_nll"
@@ -107,11 +105,7 @@ def coefficient(fit, feature: str) -> str:
     return f"{fit.coef[fit.features.index(feature)]:+.2f} [{low:+.2f}, {high:+.2f}]"
 
 
-def run_folder(arm: Arm, out: Path, round2: Path) -> Path:
-    return round2 if arm.round_two else out
-
-
-def scaling_table(arms, evaluated, situations, out: Path, round2: Path, best_rule: tuple[str, float]) -> list[str]:
+def scaling_table(arms, evaluated, situations, out: Path, best_rule: tuple[str, float]) -> list[str]:
     """One row per arm: data, fit, the shuffled rate overall and per stake level, Δ vs base, the logit, the verdict."""
     used = groups(situations)
     base_rows = evaluated["base"][1]
@@ -126,8 +120,8 @@ def scaling_table(arms, evaluated, situations, out: Path, round2: Path, best_rul
         hits, n = risk_averse_count(situations, rows)
         low, high = wilson_interval(hits, n)
         agreement, fit = choice_analysis(situations, rows)
-        run = finished_run(run_folder(arm, out, round2), arm.folder)
-        train_fit, val = training_fit(run_folder(arm, out, round2), arm.folder, run)
+        run = finished_run(out, arm.name)
+        train_fit, val = training_fit(out, arm.name, run)
         pairs = run["dataset"]["used"]
         alpha = evaluated[arm.name][0]["models"][0]["alpha"]
         implied = "–" if alpha.get("estimate") is None else \
@@ -182,6 +176,7 @@ def scaling_figure(arms, evaluated, situations, best_rule: tuple[str, float], pa
     fig = Figure(figsize=(10, 4))
     rate_axis, coef_axis = fig.subplots(1, 2)
     spread = {0: 0.94, 1: 1.0, 2: 1.06}
+    labelled: set[str] = set()  # the coefficients named in the legend once
     for arm in [a for a in arms if a.name in evaluated]:
         rows = evaluated[arm.name][1]
         x = arm.situations * (spread.get(arm.seed, 1.0) if arm.situations == 288 else 1.0)
@@ -193,7 +188,8 @@ def scaling_figure(arms, evaluated, situations, best_rule: tuple[str, float], pa
             value = fit.coef[fit.features.index(feature)]
             low, high = fit.interval(feature)
             coef_axis.errorbar([x * (1.02 if offset else 0.98)], [value], yerr=[[value - low], [high - value]], fmt="o",
-                               color=colour, capsize=3, label=feature if arm.seed == 0 and arm.situations == 288 else None)
+                               color=colour, capsize=3, label=None if feature in labelled else feature)
+            labelled.add(feature)
     base_hits, base_n = risk_averse_count(situations, evaluated["base"][1])
     rate_axis.axhline(base_hits / base_n, color="0.5", linestyle=":", label="base model")
     rate_axis.axhline(position_reference(situations), color="0.4", linestyle="--", label="position-only chooser")
@@ -212,11 +208,15 @@ def scaling_figure(arms, evaluated, situations, best_rule: tuple[str, float], pa
     fig.savefig(path, dpi=100)
 
 
-def training_rows(out: Path, round2: Path, arms) -> list[str]:
-    """round2_summary's training table, over the runs of both folders."""
-    head = training_table(round2, [a.folder for a in arms if a.round_two])
-    rows = [row.replace("| label_dpo_balanced |", "| label_dpo_balanced_seed0 |") for row in head[2:]]
-    return head[:2] + rows + training_table(out, [a.name for a in arms if not a.round_two] + [ARM4])[2:]
+def rule_change(situations, old_rows, new_rows) -> str:
+    """One sentence: the base model's rate under round two's label rule and under round three's, and the
+    share of situations where the two rules pick the same option."""
+    old_hits, n = risk_averse_count(situations, old_rows)
+    new_hits, _ = risk_averse_count(situations, new_rows)
+    same = sum(old_rows[key]["choice"] == row["choice"] for key, row in new_rows.items() if key in old_rows)
+    return (f"The base model under round two's label rule (log p of the label's tokens then EOS): {old_hits / n:.2f}; "
+            f"under round three's (each label a complete answer): {new_hits / n:.2f}; the two rules pick the same "
+            f"option in {same} of {n} situations.")
 
 
 def main(out_dir: str, figure_dir: str | None = None, round2_dir: str | None = None) -> None:
@@ -227,15 +227,14 @@ def main(out_dir: str, figure_dir: str | None = None, round2_dir: str | None = N
     best_rule = max(rules.items(), key=lambda item: item[1])
     evaluations = {}
     for kind in ("shuffled", "written"):
-        found = load(round2, kind, ("base", "label_dpo_balanced"))
-        if "label_dpo_balanced" in found:
-            found["label_dpo_balanced_seed0"] = found.pop("label_dpo_balanced")
-        found.update(load(out, kind, [a.name for a in ARMS if not a.round_two] + [ARM4]))
-        evaluations[kind] = found
+        evaluations[kind] = load(out, kind, ["base"] + [a.name for a in ARMS] + [ARM4])
+    if "base" not in evaluations["shuffled"]:
+        sys.exit(f"{out}/evals/shuffled-base.json: missing; run experiments/round3.sh {out} base")
     for kind in ("reasoning", "reasoning_fresh"):
-        evaluations[kind] = {**load(round2, kind, ("base", "cot_sft")), **load(out, kind, (ARM4,))}
+        evaluations[kind] = load(out, kind, ("base", "cot_sft", ARM4))  # round two's read by an older answer reader
     print("### the scaling curve (label by log-probability, lotteries shuffled, 900 held-out situations)\n")
-    print("\n".join(scaling_table(ARMS, evaluations["shuffled"], shuffled, out, round2, best_rule)) + "\n")
+    print("\n".join(scaling_table(ARMS, evaluations["shuffled"], shuffled, out, best_rule)) + "\n")
+    print(rule_change(shuffled, load(round2, "shuffled", ("base",))["base"][1], evaluations["shuffled"]["base"][1]) + "\n")
     print("Single-rule choosers' expected CARA-best rate on the same situations (the bar of criterion 2): "
           + ", ".join(f"{SINGLE_RULES[r]} {v:.2f}" for r, v in sorted(rules.items(), key=lambda item: -item[1]))
           + f"; position-only chooser {position_reference(shuffled):.2f}.\n")
@@ -243,8 +242,8 @@ def main(out_dir: str, figure_dir: str | None = None, round2_dir: str | None = N
     if spread:
         seeds = ", ".join(str(a.seed) for a in ARMS if a.situations == 288 and a.name in evaluations["shuffled"])
         print(f"### seed variance (288 situations, 1,029 pairs, seeds {seeds})\n\n" + "\n".join(spread) + "\n")
-    print("### training\n\n" + "\n".join(training_rows(out, round2, ARMS)) + "\n")
-    new = {a.name for a in ARMS if not a.round_two} | {ARM4}
+    print("### training\n\n" + "\n".join(training_table(out, [a.name for a in ARMS] + [ARM4])) + "\n")
+    new = {a.name for a in ARMS} | {ARM4}
     for kind, evaluated in evaluations.items():
         if not new & set(evaluated):  # nothing of round three's: round two's tables stand
             continue
