@@ -18,13 +18,14 @@
 #   3. the label evaluation as written (secondary) for each of those models;
 #   4. round two's arm 4: arm 3 (SFT on verified reasoning) retrained, since its weights
 #      were not kept, then DPO + NLL on reasoning pairs from it at micro-batch 4, with its
-#      reasoning evaluations (150 sample + 150 fresh situations) and its label evaluation.
+#      reasoning evaluations (150 sample + 150 fresh situations) and its label evaluation;
+#   5. round two's saved reasoning answers (base, arm 3) re-read by the current answer reader.
 # On round three's 2-core AMD EPYC, idle, with OMP_NUM_THREADS=2: about 35 minutes per 288- or
 # 1,000-situation arm (training + shuffled evaluation; a shuffled evaluation alone about 6),
 # about 2 hours for the 3,000 one; step 4 about 2 hours (arm 3's SFT alone about 45 minutes,
 # 16.8 GB resident).
 #
-# The PART arguments (base seed0 seed1 seed2 scale1000 scale100 scale3000 written arm4; default all, in that
+# The PART arguments (base seed0 seed1 seed2 scale1000 scale100 scale3000 written arm4 reread; default all, in that
 # order) run only those parts after the data step, so that parts can run side by side as
 # separate processes on a busy machine (make the data first: run with the part "data").
 #
@@ -33,7 +34,7 @@
 set -euo pipefail
 out=${1:-results-round3}
 parts=("${@:2}")
-[ ${#parts[@]} -gt 0 ] || parts=(base seed0 seed1 seed2 scale1000 scale100 scale3000 written arm4)
+[ ${#parts[@]} -gt 0 ] || parts=(base seed0 seed1 seed2 scale1000 scale100 scale3000 written arm4 reread)
 root="$(cd "$(dirname "$0")/.." && pwd)"
 configs="$root/configs/round3"
 source "$root/experiments/steps.sh"
@@ -89,4 +90,20 @@ if wanted arm4; then
     reasoning_eval cot_sft_dpo_nll reasoning "${samples[@]}"
     reasoning_eval cot_sft_dpo_nll reasoning_fresh "${fresh[@]}"
     shuffled_eval cot_sft_dpo_nll
+fi
+# 5. Round two's saved reasoning answers (the base's, arm 3's) read again by the current answer
+# reader, no model run, so that they stand beside arm 4's read by the same reader.
+reread() {  # reread MODEL STEM SHEETS...: OUT/evals/STEM-MODEL.json from round two's STEM-MODEL.csv
+    local name=$1 stem=$2
+    shift 2
+    if missing "evals/$stem-$name.json"; then
+        timed "reread $stem $name" riskdpo eval-choices --answers "$root/experiments/round2_outputs/evals/$stem-$name.csv" \
+            --name "$name" --situations "$out/heldout.json" --shuffle-options --seed 0 --sample 150 --no-progress \
+            -o "$out/evals/$stem-$name.json" "$@"
+    fi
+}
+if wanted reread; then
+    reread base reasoning "${samples[@]}"
+    reread cot_sft reasoning "${samples[@]}"
+    reread cot_sft reasoning_fresh "${fresh[@]}"
 fi

@@ -243,9 +243,8 @@ def main(out_dir: str, figure_dir: str | None = None, round2_dir: str | None = N
         seeds = ", ".join(str(a.seed) for a in ARMS if a.situations == 288 and a.name in evaluations["shuffled"])
         print(f"### seed variance (288 situations, 1,029 pairs, seeds {seeds})\n\n" + "\n".join(spread) + "\n")
     print("### training\n\n" + "\n".join(training_table(out, [a.name for a in ARMS] + [ARM4])) + "\n")
-    new = {a.name for a in ARMS} | {ARM4}
     for kind, evaluated in evaluations.items():
-        if not new & set(evaluated):  # nothing of round three's: round two's tables stand
+        if not evaluated:
             continue
         print("\n".join(kind_tables(kind, evaluated, held_out if kind == "written" else shuffled)[0]))
     if figure_dir:
