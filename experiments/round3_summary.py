@@ -59,7 +59,7 @@ SINGLE_RULES = {"ev_best": "highest EV", "least_spread": "least spread", "sure":
 
 @dataclass(frozen=True)
 class Arm:
-    """A label-DPO run of the scaling curve: its table name, where its run folder and evals are, its data."""
+    """A label-DPO run of the scaling curve: its name (of its run folder and evals in OUT_DIR) and its data."""
 
     name: str
     situations: int
