@@ -54,8 +54,13 @@ def start_writer(target: Path) -> subprocess.Popen:
 
 def has_open(pid: int, path: Path) -> bool:
     """Whether process `pid` holds `path` open. A descriptor listed can close before it is read
-    (Python opens and closes files while it starts), so a vanished one counts as not this file."""
-    for descriptor in os.listdir(f"/proc/{pid}/fd"):
+    (Python opens and closes files while it starts), so a vanished one counts as not this file;
+    a process that has ended holds nothing (the caller's loop then sees it ended)."""
+    try:
+        descriptors = os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        return False
+    for descriptor in descriptors:
         try:
             if os.readlink(f"/proc/{pid}/fd/{descriptor}") == str(path.resolve()):
                 return True
