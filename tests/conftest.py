@@ -30,6 +30,16 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def no_inherited_wandb_service():
+    """Each test starts without WANDB_SERVICE. A wandb run started inside the test process (the
+    in-process training fixtures) leaves its service's address there, and every later
+    subprocess would join that one long-lived service, which still holds the run id of a child
+    killed by SIGKILL: the child's resumed run is then refused ("run ID ... is in use"). A
+    user's `riskdpo train` starts its own service; so does each test's subprocess."""
+    os.environ.pop("WANDB_SERVICE", None)
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip `gpu` tests in the CPU suite, and everything else in a GPU run."""
     for item in items:
