@@ -231,7 +231,9 @@ def main(out_dir: str, figure_dir: str | None = None, round2_dir: str | None = N
     if "base" not in evaluations["shuffled"]:
         sys.exit(f"{out}/evals/shuffled-base.json: missing; run experiments/round3.sh {out} base")
     for kind in ("reasoning", "reasoning_fresh"):
-        evaluations[kind] = load(out, kind, ("base", "cot_sft", ARM4))  # round two's read by an older answer reader
+        # base and cot_sft: round two's answers re-read by the current reader (round3.sh part reread),
+        # not round two's reports, which an older reader wrote
+        evaluations[kind] = load(out, kind, ("base", "cot_sft", ARM4))
     print("### the scaling curve (label by log-probability, lotteries shuffled, 900 held-out situations)\n")
     print("\n".join(scaling_table(ARMS, evaluations["shuffled"], shuffled, out, best_rule)) + "\n")
     print(rule_change(shuffled, load(round2, "shuffled", ("base",))["base"][1], evaluations["shuffled"]["base"][1]) + "\n")

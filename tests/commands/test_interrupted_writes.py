@@ -60,9 +60,10 @@ def has_open(pid: int, path: Path) -> bool:
         descriptors = os.listdir(f"/proc/{pid}/fd")
     except FileNotFoundError:
         return False
+    target = str(path.resolve())
     for descriptor in descriptors:
         try:
-            if os.readlink(f"/proc/{pid}/fd/{descriptor}") == str(path.resolve()):
+            if os.readlink(f"/proc/{pid}/fd/{descriptor}") == target:
                 return True
         except FileNotFoundError:
             continue
