@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from riskdpo.core.errors import UserError
 from riskdpo.core.fileio import jsonl_lines, write_jsonl
 
 #: DPO statistics, each a mean over pairs.
@@ -145,9 +146,9 @@ class MetricsLog:
         self.run = None
         if not active:
             return
-        self.handle = open(self.path, "a" if resume else "w", encoding="utf-8")
-        if wandb_project:
+        if wandb_project:  # first: a refused W&B start leaves metrics.jsonl as it was
             self.run = _start_wandb(wandb_project, Path(wandb_dir or self.path.parent), config or {}, wandb_run_id)
+        self.handle = open(self.path, "a" if resume else "w", encoding="utf-8")
 
     @property
     def wandb_run_id(self) -> str | None:
@@ -184,10 +185,24 @@ def wandb_mode() -> str:
 
 
 def _start_wandb(project: str, directory: Path, config: dict[str, Any], run_id: str | None) -> Any:
-    """A wandb run in `directory` (OUTPUT_DIR/wandb/...), in `wandb_mode()`; with `run_id`, that run continued."""
+    """A wandb run in `directory` (OUTPUT_DIR/wandb/...), in `wandb_mode()`; with `run_id`, that run continued.
+
+    A process that inherits WANDB_SERVICE joins that wandb service instead of starting its
+    own; a notebook's in-process run leaves it set for every later `!riskdpo train`. When a
+    run started that way was killed, the long-lived service still holds its run id, and
+    continuing it is refused ("run ID ... is in use"): that is said in one line, with the way
+    out, instead of wandb's traceback."""
     import wandb
 
     mode = wandb_mode()
     directory.mkdir(parents=True, exist_ok=True)
-    return wandb.init(project=project, dir=str(directory), config=config, mode=mode, settings=wandb.Settings(silent=True),
-                      id=run_id, resume="allow" if run_id else None)
+    try:
+        return wandb.init(project=project, dir=str(directory), config=config, mode=mode,
+                          settings=wandb.Settings(silent=True), id=run_id, resume="allow" if run_id else None)
+    except Exception as error:
+        service = os.environ.get("WANDB_SERVICE")
+        if run_id is None or service is None or "is in use" not in str(error):
+            raise
+        raise UserError(f"--resume: W&B run {run_id} is still held by the wandb service this process inherited "
+                        f"(WANDB_SERVICE={service}), which outlived the killed run; unset WANDB_SERVICE "
+                        "(or restart the notebook kernel that set it) and resume again") from None
