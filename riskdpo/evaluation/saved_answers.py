@@ -148,9 +148,9 @@ def _records(path: Path) -> Iterator[tuple[str, Any]]:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
-            raise UserError(f"{path}: not JSON ({error.msg} at line {error.lineno} column {error.colno})") from None
+            raise UserError(f"--answers {path}, line {error.lineno}, column {error.colno}: not JSON ({error.msg})") from None
         if not isinstance(data, list):
-            raise UserError(f"{path}: expected a list of answer records, found a JSON {type(data).__name__}")
+            raise UserError(f"--answers {path}: expected a JSON array of answer records, found a JSON {type(data).__name__}")
         for number, record in enumerate(data, 1):
             yield f"{path} record {number}", record
     else:

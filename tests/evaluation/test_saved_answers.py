@@ -181,6 +181,8 @@ def riskdpo_csv(path, situations, answers, **row):
         ("bad field spec", "--answer-fields 'answer': expected KEY=FIELD"),
         ("model and answers", "give --model (score models) or --answers (read saved answers), not both"),
         ("not json", "line 1, column 2: not JSON"),
+        ("not json array", "answers.json, line 1, column 2: not JSON"),
+        ("json object", "answers.json: expected a JSON array of answer records, found a JSON dict"),
         ("bad sample", "sample '1.5' in 'sample' is not a whole number"),
     ],
 )  # fmt: skip
@@ -216,6 +218,12 @@ def test_refusals_exit_2_in_one_line_and_write_nothing(tmp_path, case, message):
         answers = riskdpo_csv(tmp_path / "gen.csv", plain, ["a", "b"], risk_averse="zz")
     elif case == "not json":
         answers.write_text("{oops\n", encoding="utf-8")
+    elif case == "not json array":
+        answers = tmp_path / "answers.json"
+        answers.write_text("[oops\n", encoding="utf-8")
+    elif case == "json object":
+        answers = tmp_path / "answers.json"
+        answers.write_text(json.dumps({"answers": records}), encoding="utf-8")
     elif answers.suffix == ".json":
         answers.write_text(json.dumps(records), encoding="utf-8")
     else:
