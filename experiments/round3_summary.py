@@ -74,7 +74,9 @@ ARMS = (
     Arm("label_dpo_balanced_1000", 1000, 0),
     Arm("label_dpo_balanced_3000", 3000, 0),
 )
-#: Round two's arm 4, run in round three from a retrained arm 3.
+#: Round two's arm 3 (SFT on verified reasoning), retrained in round three as arm 4's start and reference.
+ARM3 = "cot_sft"
+#: Round two's arm 4 (DPO + NLL on reasoning pairs), run in round three from the retrained arm 3.
 ARM4 = "cot_sft_dpo_nll"
 
 
@@ -233,7 +235,7 @@ def main(out_dir: str, figure_dir: str | None = None, round2_dir: str | None = N
     for kind in ("reasoning", "reasoning_fresh"):
         # base and cot_sft: round two's answers re-read by the current reader (round3.sh part reread),
         # not round two's reports, which an older reader wrote
-        evaluations[kind] = load(out, kind, ("base", "cot_sft", ARM4))
+        evaluations[kind] = load(out, kind, ("base", ARM3, ARM4))
     print("### the scaling curve (label by log-probability, lotteries shuffled, 900 held-out situations)\n")
     print("\n".join(scaling_table(ARMS, evaluations["shuffled"], shuffled, out, best_rule)) + "\n")
     print(rule_change(shuffled, load(round2, "shuffled", ("base",))["base"][1], evaluations["shuffled"]["base"][1]) + "\n")
@@ -244,7 +246,7 @@ def main(out_dir: str, figure_dir: str | None = None, round2_dir: str | None = N
     if spread:
         seeds = ", ".join(str(a.seed) for a in ARMS if a.situations == 288 and a.name in evaluations["shuffled"])
         print(f"### seed variance (288 situations, 1,029 pairs, seeds {seeds})\n\n" + "\n".join(spread) + "\n")
-    print("### training\n\n" + "\n".join(training_table(out, [a.name for a in ARMS] + [ARM4])) + "\n")
+    print("### training\n\n" + "\n".join(training_table(out, [a.name for a in ARMS] + [ARM3, ARM4])) + "\n")
     for kind, evaluated in evaluations.items():
         if not evaluated:
             continue
