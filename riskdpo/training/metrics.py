@@ -146,7 +146,7 @@ class MetricsLog:
         self.run = None
         if not active:
             return
-        if wandb_project:  # first: a refused W&B start leaves metrics.jsonl as it was
+        if wandb_project:  # first: a W&B start that fails leaves metrics.jsonl unopened (not emptied by "w")
             self.run = _start_wandb(wandb_project, Path(wandb_dir or self.path.parent), config or {}, wandb_run_id)
         self.handle = open(self.path, "a" if resume else "w", encoding="utf-8")
 
