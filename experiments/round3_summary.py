@@ -221,6 +221,13 @@ def rule_change(situations, old_rows, new_rows) -> str:
             f"option in {same} of {n} situations.")
 
 
+def arm4_against_arm3(situations, evaluated) -> str:
+    """One sentence: arm 4's paired difference from arm 3 on the situations both answered, the question
+    arm 4 asks (does DPO + NLL on reasoning pairs add to SFT?)."""
+    text, p = paired(situations, evaluated[ARM3][1], evaluated[ARM4][1])
+    return f"{ARM4} − {ARM3}, paired (Newcombe 95% interval), McNemar p: {text} p={p:.2g}."
+
+
 def main(out_dir: str, figure_dir: str | None = None, round2_dir: str | None = None) -> None:
     out, round2 = Path(out_dir), Path(round2_dir) if round2_dir else ROUND2
     held_out = [s for s in read_eval_situations(round2 / "heldout.json") if s.sheet.startswith(("test_", "held_"))]
@@ -251,6 +258,8 @@ def main(out_dir: str, figure_dir: str | None = None, round2_dir: str | None = N
         if not evaluated:
             continue
         print("\n".join(kind_tables(kind, evaluated, held_out if kind == "written" else shuffled)[0]))
+        if ARM3 in evaluated and ARM4 in evaluated:
+            print(arm4_against_arm3(shuffled, evaluated) + "\n")
     if figure_dir:
         scaling_figure(ARMS, evaluations["shuffled"], shuffled, best_rule, Path(figure_dir) / "round3_scaling.png")
 
