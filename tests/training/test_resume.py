@@ -82,35 +82,43 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_model, pairs_pat
     assert len(parts) == 2 and all(list(part.glob("run-*.wandb")) for part in parts)
 
 
-def test_a_resume_an_inherited_wandb_service_still_holds_is_refused_in_one_line(tiny_model, pairs_path, tmp_path):  # noqa: F811
+def test_a_resume_an_inherited_wandb_service_still_holds_is_refused_in_one_line(tiny_model, pairs_path, tmp_path, monkeypatch):  # noqa: F811
     """A notebook's in-process wandb run leaves WANDB_SERVICE set; a `riskdpo train` it starts joins that
     service, and once that run is SIGKILLed the service still holds its run id. Resuming it from the same
     notebook is refused in one line that names the way out, the checkpoints untouched and run.json saying
     "killed" (what every resume first records of a SIGKILLed run; metrics.jsonl is cut back to the checkpoint,
-    as every resume does); unset, the resume works."""
-    import wandb
+    as every resume does); unset, the resume works. The notebook is a process of its own, which owns its
+    service until it ends (this process may already hold a wandb service of an earlier test)."""
+    notebook = subprocess.Popen(
+        [sys.executable, "-c", "import os, sys, wandb; wandb.init(project='riskdpo-tests', dir=sys.argv[1], mode='offline')"
+         ".finish(); print(os.environ['WANDB_SERVICE'], flush=True); sys.stdin.read()", str(tmp_path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={**os.environ, **SUBPROCESS_ENV})
+    try:
+        service = notebook.stdout.readline().strip()
+        assert service, "the notebook process started no wandb service"
+        monkeypatch.setenv("WANDB_SERVICE", service)
+        out = tmp_path / "run"
+        args = ["train", "--dataset", str(pairs_path), "--val", str(pairs_path), "--output-dir", str(out),
+                "--model", str(tiny_model), "--no-progress", "--wandb-project", "riskdpo-tests", *cli_options(**OPTIONS)]
+        kill_after_checkpoint(args, out)
+        wandb_run = read_json(out / "run.json")["wandb_run_id"]
+        checkpoints = [path.name for path in checkpoint_dirs(out)]
 
-    wandb.init(project="riskdpo-tests", dir=str(tmp_path), mode="offline").finish()  # the notebook's own run
-    assert "WANDB_SERVICE" in os.environ
-    out = tmp_path / "run"
-    args = ["train", "--dataset", str(pairs_path), "--val", str(pairs_path), "--output-dir", str(out),
-            "--model", str(tiny_model), "--no-progress", "--wandb-project", "riskdpo-tests", *cli_options(**OPTIONS)]
-    kill_after_checkpoint(args, out)
-    wandb_run = read_json(out / "run.json")["wandb_run_id"]
-    checkpoints = [path.name for path in checkpoint_dirs(out)]
+        refused = run_cli(*args, "--resume")
+        assert refused.returncode == 2
+        assert "Traceback" not in refused.stderr
+        assert refused.stderr.strip().splitlines()[-1:] == [
+            f"error: --resume: W&B run {wandb_run} is still held by the wandb service this process inherited "
+            f"(WANDB_SERVICE={service}), which outlived the killed run; unset WANDB_SERVICE "
+            "(or restart the notebook kernel that set it) and resume again"]
+        assert read_json(out / "run.json")["status"] == "killed"
+        assert [path.name for path in checkpoint_dirs(out)] == checkpoints
 
-    refused = run_cli(*args, "--resume")
-    assert refused.returncode == 2
-    assert "Traceback" not in refused.stderr
-    assert refused.stderr.strip().splitlines()[-1:] == [
-        f"error: --resume: W&B run {wandb_run} is still held by the wandb service this process inherited "
-        f"(WANDB_SERVICE={os.environ['WANDB_SERVICE']}), which outlived the killed run; unset WANDB_SERVICE "
-        "(or restart the notebook kernel that set it) and resume again"]
-    assert read_json(out / "run.json")["status"] == "killed"
-    assert [path.name for path in checkpoint_dirs(out)] == checkpoints
-
-    del os.environ["WANDB_SERVICE"]
-    resumed = run_cli(*args, "--resume")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert read_json(out / "run.json")["status"] == "finished"
-    assert read_json(out / "run.json")["wandb_run_id"] == wandb_run
+        monkeypatch.delenv("WANDB_SERVICE")
+        resumed = run_cli(*args, "--resume")
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        assert read_json(out / "run.json")["status"] == "finished"
+        assert read_json(out / "run.json")["wandb_run_id"] == wandb_run
+    finally:
+        notebook.stdin.close()  # the notebook ends, and its service with it
+        notebook.wait(timeout=60)
