@@ -23,7 +23,7 @@
 # On round three's 2-core AMD EPYC, idle, with OMP_NUM_THREADS=2: about 35 minutes per 288- or
 # 1,000-situation arm (training + shuffled evaluation; a shuffled evaluation alone about 6),
 # about 2 hours for the 3,000 one; step 4 about 1 hour 45 minutes (arm 3's SFT 49 minutes, arm 4
-# 36 minutes with 22.1 GB resident at its peak, its three evaluations about 20 minutes alone).
+# 36 minutes with 22.1 GB resident at its peak, its three evaluations 51 minutes, 42 of them beside CI).
 #
 # The PART arguments (base seed0 seed1 seed2 scale1000 scale100 scale3000 written arm4 reread; default all, in that
 # order) run only those parts after the data step, so that parts can run side by side as
