@@ -250,6 +250,15 @@ def _json_problem(error: json.JSONDecodeError) -> str:
     return error.msg
 
 
+def json_document(source: str | os.PathLike, text: str) -> Any:
+    """The JSON value of `text`, the whole of `source` (a file, or how to name it); a `UserError`
+    naming it, the line and the column when it is not JSON."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UserError(f"{source}, line {error.lineno}, column {error.colno}: not JSON ({_json_problem(error)})") from None
+
+
 def read_json(path: str | os.PathLike, expect: type = object, what: str = "JSON") -> Any:
     """Parse a JSON file; a `UserError` naming the file (and line) when it cannot.
 
@@ -258,11 +267,10 @@ def read_json(path: str | os.PathLike, expect: type = object, what: str = "JSON"
     """
     source = check_input(path)
     try:
-        data = json.loads(source.read_text(encoding="utf-8"))
+        text = source.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise UserError(f"{source}: not UTF-8 text") from None
-    except json.JSONDecodeError as error:
-        raise UserError(f"{source}, line {error.lineno}, column {error.colno}: not JSON ({_json_problem(error)})") from None
+    data = json_document(source, text)
     if not isinstance(data, expect):
         raise UserError(f"{source}: expected {what}")
     return data

@@ -47,13 +47,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from riskdpo.core.errors import UserError
-from riskdpo.core.fileio import json_line, jsonl_lines
+from riskdpo.core.fileio import json_document, json_line, jsonl_lines
 from riskdpo.data.situations import Situation
 from riskdpo.evaluation.generation import answer_record
 from riskdpo.evaluation.summary import Evaluation, build_report
@@ -145,10 +144,7 @@ def _records(path: Path) -> Iterator[tuple[str, Any]]:
         for number, line in jsonl_lines(text):
             yield f"{path} line {number}", json_line(path, number, line)
     elif suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise UserError(f"--answers {path}, line {error.lineno}, column {error.colno}: not JSON ({error.msg})") from None
+        data = json_document(f"--answers {path}", text)
         if not isinstance(data, list):
             raise UserError(f"--answers {path}: expected a JSON array of answer records, found a JSON {type(data).__name__}")
         for number, record in enumerate(data, 1):
