@@ -28,6 +28,12 @@ def cli_options(**options) -> list[str]:
     return [f"--{key.replace('_', '-')}={value}" for key, value in options.items()]
 
 
+def train_args(pairs_path, model, out) -> list[str]:
+    """`riskdpo train` with OPTIONS and W&B (offline), on `pairs_path` for training and validation, into `out`."""
+    return ["train", "--dataset", str(pairs_path), "--val", str(pairs_path), "--output-dir", str(out), "--model", str(model),
+            "--no-progress", "--wandb-project", "riskdpo-tests", *cli_options(**OPTIONS)]
+
+
 def kill_after_checkpoint(args: list[str], out) -> int:
     """Start a run, SIGKILL it once it has logged a step past its newest checkpoint; return that checkpoint's step."""
     process = subprocess.Popen([sys.executable, "-m", "riskdpo.cli", *args], env={**os.environ, **SUBPROCESS_ENV},
@@ -49,8 +55,7 @@ def kill_after_checkpoint(args: list[str], out) -> int:
 
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_model, pairs_path, tmp_path):  # noqa: F811
     interrupted = tmp_path / "interrupted"
-    args = ["train", "--dataset", str(pairs_path), "--val", str(pairs_path), "--output-dir", str(interrupted),
-            "--model", str(tiny_model), "--no-progress", "--wandb-project", "riskdpo-tests", *cli_options(**OPTIONS)]
+    args = train_args(pairs_path, tiny_model, interrupted)
     killed_at = kill_after_checkpoint(args, interrupted)
     wandb_run = read_json(interrupted / "run.json")["wandb_run_id"]
     assert not (interrupted / "final-model").exists()
@@ -98,8 +103,7 @@ def test_a_resume_an_inherited_wandb_service_still_holds_is_refused_in_one_line(
         assert service, "the notebook process started no wandb service"
         monkeypatch.setenv("WANDB_SERVICE", service)
         out = tmp_path / "run"
-        args = ["train", "--dataset", str(pairs_path), "--val", str(pairs_path), "--output-dir", str(out),
-                "--model", str(tiny_model), "--no-progress", "--wandb-project", "riskdpo-tests", *cli_options(**OPTIONS)]
+        args = train_args(pairs_path, tiny_model, out)
         kill_after_checkpoint(args, out)
         wandb_run = read_json(out / "run.json")["wandb_run_id"]
         checkpoints = [path.name for path in checkpoint_dirs(out)]
